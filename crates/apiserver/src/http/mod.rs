@@ -1,0 +1,626 @@
+//! The Kubernetes REST protocol over HTTP: authentication, routing of
+//! `/api/v1/...` and `/apis/<group>/<version>/...` paths, verbs, subresources
+//! (`status`, `scale`, `finalize`) and response encoding.
+
+pub mod discovery;
+pub mod request;
+pub mod table;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::cluster::{Cluster, ListResult, WriteOutcome};
+use crate::error::{ApiError, Result};
+use crate::meta;
+use crate::registry::ResourceDef;
+use request::{Output, PatchKind, Query};
+
+/// Shared state of the HTTP layer.
+pub struct AppState {
+    /// The cluster served.
+    pub cluster: Arc<Cluster>,
+    /// The bearer token every request must carry.
+    pub token: String,
+    /// `host:port` clients reach the server at.
+    pub server_address: String,
+    /// Interval between watch bookmarks.
+    pub bookmark_interval: Duration,
+}
+
+/// The router serving the whole API.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(token) = value.strip_prefix("Bearer ") else {
+        return false;
+    };
+    // constant-time comparison
+    let (a, b) = (token.trim().as_bytes(), state.token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
+        return (StatusCode::OK, "ok").into_response();
+    }
+    if !authorized(&state, req.headers()) {
+        return ApiError::unauthorized().into_response();
+    }
+    match dispatch(&state, req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = (code, bytes).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for w in warnings {
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+/// A parsed resource path.
+#[derive(Debug)]
+struct Target {
+    group: String,
+    version: String,
+    namespace: Option<String>,
+    resource: String,
+    name: Option<String>,
+    subresource: Option<String>,
+    watch_path: bool,
+}
+
+fn parse_resource_path(group: &str, version: &str, rest: &[&str]) -> Option<Target> {
+    let mut rest = rest;
+    let watch_path = rest.first() == Some(&"watch");
+    if watch_path {
+        rest = &rest[1..];
+    }
+    let mut namespace = None;
+    if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
+        let namespace_subresource =
+            group.is_empty() && rest.len() == 3 && matches!(rest[2], "status" | "finalize");
+        if !namespace_subresource {
+            namespace = Some(rest[1].to_string());
+            rest = &rest[2..];
+        }
+    }
+    let (resource, name, sub) = match rest {
+        [r] => (*r, None, None),
+        [r, n] => (*r, Some(*n), None),
+        [r, n, s] => (*r, Some(*n), Some(*s)),
+        _ => return None,
+    };
+    Some(Target {
+        group: group.to_string(),
+        version: version.to_string(),
+        namespace,
+        resource: resource.to_string(),
+        name: name.map(str::to_string),
+        subresource: sub.map(str::to_string),
+        watch_path,
+    })
+}
+
+async fn dispatch(state: &AppState, req: Request) -> Result<Response> {
+    let path = req.uri().path().to_string();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let registry = &state.cluster.registry;
+    let ok = |v: Value| Ok(json_response(StatusCode::OK, &v, &[]));
+    let get_only = req.method() == Method::GET;
+    match segs.as_slice() {
+        ["version"] if get_only => ok(discovery::version()),
+        ["api"] if get_only => ok(discovery::core_versions(&state.server_address)),
+        ["api", v] if get_only => discovery::resource_list(registry, "", v)
+            .map(|l| json_response(StatusCode::OK, &l, &[]))
+            .ok_or_else(|| ApiError::no_route(&path)),
+        ["apis"] if get_only => ok(discovery::group_list(registry)),
+        ["apis", g] if get_only => discovery::group(registry, g)
+            .map(|l| json_response(StatusCode::OK, &l, &[]))
+            .ok_or_else(|| ApiError::no_route(&path)),
+        ["apis", g, v] if get_only => discovery::resource_list(registry, g, v)
+            .map(|l| json_response(StatusCode::OK, &l, &[]))
+            .ok_or_else(|| ApiError::no_route(&path)),
+        ["openapi", "v3"] if get_only => ok(discovery::openapi_root(registry)),
+        ["openapi", "v3", "api", v] if get_only => {
+            discovery::openapi_group_version(registry, "", v)
+                .map(|l| json_response(StatusCode::OK, &l, &[]))
+                .ok_or_else(|| ApiError::no_route(&path))
+        }
+        ["openapi", "v3", "apis", g, v] if get_only => {
+            discovery::openapi_group_version(registry, g, v)
+                .map(|l| json_response(StatusCode::OK, &l, &[]))
+                .ok_or_else(|| ApiError::no_route(&path))
+        }
+        ["api", v, rest @ ..] => match parse_resource_path("", v, rest) {
+            Some(t) => resource(state, t, req).await,
+            None => Err(ApiError::no_route(&path)),
+        },
+        ["apis", g, v, rest @ ..] => match parse_resource_path(g, v, rest) {
+            Some(t) => resource(state, t, req).await,
+            None => Err(ApiError::no_route(&path)),
+        },
+        _ => Err(ApiError::no_route(&path)),
+    }
+}
+
+fn list_body(def: &ResourceDef, page: &ListResult, output: Output) -> Value {
+    let mut list_meta = json!({"resourceVersion": page.resource_version.to_string()});
+    if let Some(c) = &page.continue_token {
+        list_meta["continue"] = json!(c);
+    }
+    if let Some(r) = page.remaining {
+        list_meta["remainingItemCount"] = json!(r);
+    }
+    match output {
+        Output::Table(include) => table::table(def, &page.items, include, list_meta, true),
+        Output::Metadata => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": list_meta,
+            "items": page.items.iter().map(|o| table::partial_metadata(o)).collect::<Vec<_>>(),
+        }),
+        Output::Json => json!({
+            "kind": def.list_kind(),
+            "apiVersion": def.api_version(),
+            "metadata": list_meta,
+            "items": page.items.iter().map(|o| o.as_ref()).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+fn object_body(def: &ResourceDef, obj: &Value, output: Output) -> Value {
+    match output {
+        Output::Json => obj.clone(),
+        Output::Metadata => table::partial_metadata(obj),
+        Output::Table(include) => table::table(
+            def,
+            &[Arc::new(obj.clone())],
+            include,
+            json!({"resourceVersion": meta::meta_str(obj, "resourceVersion")}),
+            true,
+        ),
+    }
+}
+
+fn write_response(def: &ResourceDef, out: WriteOutcome, output: Output) -> Response {
+    let code = if out.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    json_response(code, &object_body(def, &out.object, output), &out.warnings)
+}
+
+async fn resource(state: &AppState, t: Target, req: Request) -> Result<Response> {
+    let cluster = state.cluster.clone();
+    let def = cluster
+        .registry
+        .get(&t.group, &t.version, &t.resource)
+        .ok_or_else(|| {
+            ApiError::no_route(&format!(
+                "{}{}",
+                t.resource,
+                if t.group.is_empty() {
+                    String::new()
+                } else {
+                    format!(".{}", t.group)
+                }
+            ))
+        })?;
+    if !def.namespaced && t.namespace.is_some() {
+        return Err(ApiError::no_route(&format!(
+            "{} is not namespaced",
+            def.plural
+        )));
+    }
+    let (parts, body) = req.into_parts();
+    let q = Query::parse(parts.uri.query())?;
+    let output = request::negotiate(&parts.headers, &q)?;
+    let ns = t.namespace.clone().unwrap_or_default();
+    let method = parts.method.clone();
+
+    if let Some(sub) = t.subresource.as_deref() {
+        let name = t.name.as_deref().unwrap_or_default();
+        return subresource(
+            state,
+            &def,
+            &ns,
+            name,
+            sub,
+            method,
+            &parts.headers,
+            &q,
+            body,
+            output,
+        )
+        .await;
+    }
+
+    let is_watch = t.watch_path || q.flag("watch");
+    match (method, t.name.as_deref()) {
+        (Method::GET, None) if is_watch => {
+            let list = q.list_options(&def.group, &def.plural)?;
+            Ok(watch::serve(
+                cluster,
+                watch::WatchRequest {
+                    def: def.clone(),
+                    namespace: t.namespace.clone(),
+                    list,
+                    params: request::WatchParams::from_query(&q)?,
+                    output,
+                    bookmark_interval: state.bookmark_interval,
+                },
+            ))
+        }
+        (Method::GET, Some(name)) if is_watch => {
+            let mut list = q.list_options(&def.group, &def.plural)?;
+            list.fields = crate::selector::FieldSelector::parse(
+                &format!("metadata.name={name}"),
+                &def.group,
+                &def.plural,
+            )?;
+            Ok(watch::serve(
+                cluster,
+                watch::WatchRequest {
+                    def: def.clone(),
+                    namespace: t.namespace.clone(),
+                    list,
+                    params: request::WatchParams::from_query(&q)?,
+                    output,
+                    bookmark_interval: state.bookmark_interval,
+                },
+            ))
+        }
+        (Method::GET, None) => {
+            let list = q.list_options(&def.group, &def.plural)?;
+            let page = cluster.list(&def, t.namespace.as_deref(), &list)?;
+            Ok(json_response(
+                StatusCode::OK,
+                &list_body(&def, &page, output),
+                &[],
+            ))
+        }
+        (Method::GET, Some(name)) => {
+            let obj = cluster.get(&def, &ns, name)?;
+            Ok(json_response(
+                StatusCode::OK,
+                &object_body(&def, &obj, output),
+                &[],
+            ))
+        }
+        (Method::POST, None) => {
+            if def.namespaced && t.namespace.is_none() {
+                return Err(ApiError::no_route(
+                    "a namespaced resource must be created in a namespace",
+                ));
+            }
+            let opts = q.write_options(&parts.headers)?;
+            let bytes = request::read_body(body).await?;
+            let obj = request::decode_object(&parts.headers, &bytes)?;
+            Ok(write_response(
+                &def,
+                cluster.create(&def, &ns, obj, &opts)?,
+                output,
+            ))
+        }
+        (Method::PUT, Some(name)) => {
+            let opts = q.write_options(&parts.headers)?;
+            let bytes = request::read_body(body).await?;
+            let obj = request::decode_object(&parts.headers, &bytes)?;
+            Ok(write_response(
+                &def,
+                cluster.update(&def, &ns, name, obj, false, &opts)?,
+                output,
+            ))
+        }
+        (Method::PATCH, Some(name)) => {
+            let kind = request::patch_kind(&parts.headers)?;
+            let bytes = request::read_body(body).await?;
+            patch(
+                &cluster,
+                &def,
+                &ns,
+                name,
+                kind,
+                &bytes,
+                false,
+                &q,
+                &parts.headers,
+                output,
+            )
+        }
+        (Method::DELETE, Some(name)) => {
+            let bytes = request::read_body(body).await?;
+            let mut opts = q.delete_options()?;
+            if !bytes.iter().all(u8::is_ascii_whitespace) {
+                opts = opts.merge_body(&request::decode(&bytes, false)?)?;
+            }
+            let deleted = cluster.delete(&def, &ns, name, &opts)?;
+            Ok(json_response(
+                StatusCode::OK,
+                &object_body(&def, &deleted.object, output),
+                &[],
+            ))
+        }
+        (Method::DELETE, None) => {
+            let bytes = request::read_body(body).await?;
+            let mut opts = q.delete_options()?;
+            if !bytes.iter().all(u8::is_ascii_whitespace) {
+                opts = opts.merge_body(&request::decode(&bytes, false)?)?;
+            }
+            let list = q.list_options(&def.group, &def.plural)?;
+            let deleted = cluster.delete_collection(&def, t.namespace.as_deref(), &list, &opts)?;
+            let items: Vec<Value> = deleted.into_iter().map(|d| d.object).collect();
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"kind": def.list_kind(), "apiVersion": def.api_version(), "metadata": {}, "items": items}),
+                &[],
+            ))
+        }
+        (m, _) => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({m})"
+        ))),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn patch(
+    cluster: &Cluster,
+    def: &ResourceDef,
+    ns: &str,
+    name: &str,
+    kind: PatchKind,
+    bytes: &[u8],
+    status: bool,
+    q: &Query,
+    headers: &HeaderMap,
+    output: Output,
+) -> Result<Response> {
+    let out = match kind {
+        PatchKind::Apply => {
+            let mut opts = q.write_options(headers)?;
+            opts.field_manager = request::apply_manager(q);
+            let config = request::decode(bytes, true)?;
+            cluster.apply(def, ns, name, config, status, &opts)?
+        }
+        PatchKind::Patch(pt) => {
+            let opts = q.write_options(headers)?;
+            let body = request::decode(bytes, false)?;
+            cluster.patch(
+                def,
+                ns,
+                name,
+                crate::patch::Patch {
+                    kind: pt,
+                    body: &body,
+                },
+                status,
+                &opts,
+            )?
+        }
+    };
+    Ok(write_response(def, out, output))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn subresource(
+    state: &AppState,
+    def: &ResourceDef,
+    ns: &str,
+    name: &str,
+    sub: &str,
+    method: Method,
+    headers: &HeaderMap,
+    q: &Query,
+    body: Body,
+    output: Output,
+) -> Result<Response> {
+    let cluster = &state.cluster;
+    match sub {
+        "status" if def.status_subresource => match method {
+            Method::GET => {
+                let obj = cluster.get(def, ns, name)?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &object_body(def, &obj, output),
+                    &[],
+                ))
+            }
+            Method::PUT => {
+                let opts = q.write_options(headers)?;
+                let bytes = request::read_body(body).await?;
+                let obj = request::decode_object(headers, &bytes)?;
+                Ok(write_response(
+                    def,
+                    cluster.update(def, ns, name, obj, true, &opts)?,
+                    output,
+                ))
+            }
+            Method::PATCH => {
+                let kind = request::patch_kind(headers)?;
+                let bytes = request::read_body(body).await?;
+                patch(
+                    cluster, def, ns, name, kind, &bytes, true, q, headers, output,
+                )
+            }
+            m => Err(ApiError::method_not_allowed(format!(
+                "{m} is not allowed on {}/status",
+                def.plural
+            ))),
+        },
+        "scale" if discovery::has_scale(def) => {
+            scale(cluster, def, ns, name, method, headers, q, body).await
+        }
+        "finalize"
+            if def.group.is_empty() && def.plural == "namespaces" && method == Method::PUT =>
+        {
+            let opts = q.write_options(headers)?;
+            let bytes = request::read_body(body).await?;
+            let obj = request::decode_object(headers, &bytes)?;
+            let finalizers = obj
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
+            let out = cluster.update_with(def, "", name, false, &opts, |cur| {
+                let mut new = cur.clone();
+                new["spec"]["finalizers"] = finalizers;
+                Some(new)
+            })?;
+            let obj = match out {
+                Some(o) => o.object,
+                None => cluster.get(def, "", name).unwrap_or(Value::Null),
+            };
+            Ok(json_response(StatusCode::OK, &obj, &[]))
+        }
+        _ => Err(ApiError::no_route(&format!("{}/{sub}", def.plural))),
+    }
+}
+
+fn scale_of(obj: &Value) -> Value {
+    let selector = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let m = meta::metadata(obj).cloned().unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": m.get("name"), "namespace": m.get("namespace"), "uid": m.get("uid"),
+            "resourceVersion": m.get("resourceVersion"), "creationTimestamp": m.get("creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector},
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn scale(
+    cluster: &Cluster,
+    def: &ResourceDef,
+    ns: &str,
+    name: &str,
+    method: Method,
+    headers: &HeaderMap,
+    q: &Query,
+    body: Body,
+) -> Result<Response> {
+    if method == Method::GET {
+        return Ok(json_response(
+            StatusCode::OK,
+            &scale_of(&cluster.get(def, ns, name)?),
+            &[],
+        ));
+    }
+    let opts = q.write_options(headers)?;
+    let bytes = request::read_body(body).await?;
+    let current = scale_of(&cluster.get(def, ns, name)?);
+    let wanted = match method {
+        Method::PUT => request::decode_object(headers, &bytes)?,
+        Method::PATCH => {
+            let b = request::decode(&bytes, true)?;
+            match request::patch_kind(headers)? {
+                PatchKind::Patch(crate::patch::PatchType::Json) => {
+                    crate::patch::json_patch(&current, &b)
+                }
+                PatchKind::Patch(_) | PatchKind::Apply => crate::patch::merge_patch(&current, &b),
+            }
+            .map_err(ApiError::bad_request)?
+        }
+        m => {
+            return Err(ApiError::method_not_allowed(format!(
+                "{m} is not allowed on {}/scale",
+                def.plural
+            )));
+        }
+    };
+    let replicas = wanted
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| ApiError::bad_request("spec.replicas is required in a Scale"))?;
+    let precondition = meta::meta_str(&wanted, "resourceVersion").to_string();
+    let gr = def.group_resource();
+    let out = cluster.update_with(def, ns, name, false, &opts, |cur| {
+        if !precondition.is_empty() && precondition != meta::meta_str(cur, "resourceVersion") {
+            return None;
+        }
+        let mut new = cur.clone();
+        new["spec"]["replicas"] = json!(replicas);
+        Some(new)
+    })?;
+    let obj = cluster.get(def, ns, name)?;
+    if out.is_none()
+        && !precondition.is_empty()
+        && precondition != meta::meta_str(&obj, "resourceVersion")
+    {
+        return Err(ApiError::stale(&gr, name));
+    }
+    Ok(json_response(StatusCode::OK, &scale_of(&obj), &[]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_namespaces_and_subresources() {
+        let t =
+            parse_resource_path("", "v1", &["namespaces", "prod", "configmaps", "web"]).unwrap();
+        assert_eq!(
+            (
+                t.namespace.as_deref(),
+                t.resource.as_str(),
+                t.name.as_deref()
+            ),
+            (Some("prod"), "configmaps", Some("web"))
+        );
+        let t = parse_resource_path("", "v1", &["namespaces", "prod", "status"]).unwrap();
+        assert_eq!(
+            (
+                t.namespace,
+                t.resource.as_str(),
+                t.name.as_deref(),
+                t.subresource.as_deref()
+            ),
+            (None, "namespaces", Some("prod"), Some("status"))
+        );
+        let t = parse_resource_path("apps", "v1", &["watch", "namespaces", "a", "deployments"])
+            .unwrap();
+        assert!(t.watch_path);
+        assert!(parse_resource_path("", "v1", &["a", "b", "c", "d"]).is_none());
+    }
+}
