@@ -76,18 +76,26 @@ async fn run_apiserver(args: ApiserverArgs) -> anyhow::Result<()> {
     let server = capstan_apiserver::ApiServer::start(opts)
         .await
         .with_context(|| format!("starting the API server on {}", args.listen))?;
-    println!("API server listening on {}", server.url());
+    say(&format!("API server listening on {}", server.url()));
     match &args.kubeconfig {
-        Some(path) => println!("kubeconfig written to {}", path.display()),
-        None => println!("no --kubeconfig given; pass one to reach the server with kubectl"),
+        Some(path) => say(&format!("kubeconfig written to {}", path.display())),
+        None => say("no --kubeconfig given; pass one to reach the server with kubectl"),
     }
     match &args.data_dir {
-        Some(dir) => println!("data persisted in {}", dir.display()),
-        None => println!("data kept in memory (pass --data-dir to persist)"),
+        Some(dir) => say(&format!("data persisted in {}", dir.display())),
+        None => say("data kept in memory (pass --data-dir to persist)"),
     }
     shutdown_signal().await;
     server.shutdown().await;
     Ok(())
+}
+
+/// Print a status line; a closed stdout (e.g. `| head -1`) must not stop the server.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 async fn shutdown_signal() {
