@@ -95,10 +95,19 @@ impl Cluster {
 
     /// Rewrite `apiVersion` for the version a client asked for (CRDs convert with strategy None).
     pub fn to_version(def: &ResourceDef, obj: &Value) -> Value {
-        let mut out = obj.clone();
-        if def.is_custom() {
-            out["apiVersion"] = Value::String(def.api_version());
+        Cluster::versioned(def, obj).into_owned()
+    }
+
+    /// Like [`Cluster::to_version`], borrowing when no conversion is needed (the hot
+    /// path of lists and watches).
+    pub fn versioned<'a>(def: &ResourceDef, obj: &'a Value) -> std::borrow::Cow<'a, Value> {
+        let wanted = def.api_version();
+        if obj.get("apiVersion").and_then(Value::as_str) == Some(wanted.as_str()) {
+            std::borrow::Cow::Borrowed(obj)
+        } else {
+            let mut out = obj.clone();
+            out["apiVersion"] = Value::String(wanted);
+            std::borrow::Cow::Owned(out)
         }
-        out
     }
 }

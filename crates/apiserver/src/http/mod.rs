@@ -171,7 +171,40 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response> {
     }
 }
 
-fn list_body(def: &ResourceDef, page: &ListResult, output: Output) -> Value {
+/// A list on the wire, serialized without copying its items.
+#[derive(serde::Serialize)]
+struct WireList<'a> {
+    kind: &'a str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'a str,
+    metadata: Value,
+    items: Vec<&'a Value>,
+}
+
+fn list_response(def: &ResourceDef, page: &ListResult, output: Output) -> Response {
+    match output {
+        Output::Table(include) => {
+            return json_response(StatusCode::OK, &list_view(def, page, Some(include)), &[]);
+        }
+        Output::Metadata => return json_response(StatusCode::OK, &list_view(def, page, None), &[]),
+        Output::Json => {}
+    }
+    let list = WireList {
+        kind: &def.list_kind(),
+        api_version: &def.api_version(),
+        metadata: list_meta(page),
+        items: page.items.iter().map(|o| o.as_ref()).collect(),
+    };
+    let bytes = serde_json::to_vec(&list).unwrap_or_default();
+    let mut resp = (StatusCode::OK, bytes).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn list_meta(page: &ListResult) -> Value {
     let mut list_meta = json!({"resourceVersion": page.resource_version.to_string()});
     if let Some(c) = &page.continue_token {
         list_meta["continue"] = json!(c);
@@ -179,19 +212,18 @@ fn list_body(def: &ResourceDef, page: &ListResult, output: Output) -> Value {
     if let Some(r) = page.remaining {
         list_meta["remainingItemCount"] = json!(r);
     }
-    match output {
-        Output::Table(include) => table::table(def, &page.items, include, list_meta, true),
-        Output::Metadata => json!({
+    list_meta
+}
+
+/// Table and metadata-only views of a list (plain JSON lists are written by [`list_response`]).
+fn list_view(def: &ResourceDef, page: &ListResult, include: Option<table::IncludeObject>) -> Value {
+    match include {
+        Some(include) => table::table(def, &page.items, include, list_meta(page), true),
+        None => json!({
             "kind": "PartialObjectMetadataList",
             "apiVersion": "meta.k8s.io/v1",
-            "metadata": list_meta,
+            "metadata": list_meta(page),
             "items": page.items.iter().map(|o| table::partial_metadata(o)).collect::<Vec<_>>(),
-        }),
-        Output::Json => json!({
-            "kind": def.list_kind(),
-            "apiVersion": def.api_version(),
-            "metadata": list_meta,
-            "items": page.items.iter().map(|o| o.as_ref()).collect::<Vec<_>>(),
         }),
     }
 }
@@ -302,11 +334,7 @@ async fn resource(state: &AppState, t: Target, req: Request) -> Result<Response>
         (Method::GET, None) => {
             let list = q.list_options(&def.group, &def.plural)?;
             let page = cluster.list(&def, t.namespace.as_deref(), &list)?;
-            Ok(json_response(
-                StatusCode::OK,
-                &list_body(&def, &page, output),
-                &[],
-            ))
+            Ok(list_response(&def, &page, output))
         }
         (Method::GET, Some(name)) => {
             let obj = cluster.get(&def, &ns, name)?;

@@ -236,11 +236,34 @@ pub fn patch_kind(headers: &HeaderMap) -> Result<PatchKind> {
 }
 
 /// Read the body, refusing more than [`MAX_BODY`] bytes with 413.
+///
+/// An oversized body is still read (and discarded, up to [`DRAIN_LIMIT`]) before the
+/// 413 is sent, so the client receives the answer instead of a reset connection.
 pub async fn read_body(body: Body) -> Result<bytes::Bytes> {
-    axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| ApiError::too_large(MAX_BODY))
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            total += data.len();
+            if total > DRAIN_LIMIT {
+                break;
+            }
+            if total <= MAX_BODY {
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    if total > MAX_BODY {
+        return Err(ApiError::too_large(MAX_BODY));
+    }
+    Ok(buf.freeze())
 }
+
+/// How much of an oversized body is drained before the connection is given up.
+pub const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Decode a body as JSON, or as YAML when it is not JSON (apply and `application/yaml`).
 pub fn decode(bytes: &[u8], yaml_allowed: bool) -> Result<Value> {

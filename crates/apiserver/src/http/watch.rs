@@ -93,6 +93,14 @@ fn error_stream(err: ApiError) -> Response {
     resp
 }
 
+/// One watch event on the wire, serialized without copying the object.
+#[derive(serde::Serialize)]
+struct WireEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    object: &'a Value,
+}
+
 struct Encoder<'a> {
     req: &'a WatchRequest,
     headers_sent: bool,
@@ -100,24 +108,24 @@ struct Encoder<'a> {
 
 impl Encoder<'_> {
     fn event(&mut self, ty: &str, obj: &Value) -> Bytes {
-        let obj = Cluster::to_version(&self.req.def, obj);
-        let object = match self.req.output {
-            Output::Json => obj,
-            Output::Metadata => table::partial_metadata(&obj),
+        let obj = Cluster::versioned(&self.req.def, obj);
+        let converted;
+        let object: &Value = match self.req.output {
+            Output::Json => &obj,
+            Output::Metadata => {
+                converted = table::partial_metadata(&obj);
+                &converted
+            }
             Output::Table(include) => {
                 let headers = !self.headers_sent;
                 self.headers_sent = true;
-                table::table(
-                    &self.req.def,
-                    &[Arc::new(obj.clone())],
-                    include,
-                    json!({"resourceVersion": meta::meta_str(&obj, "resourceVersion")}),
-                    headers,
-                )
+                let rv = json!({"resourceVersion": meta::meta_str(&obj, "resourceVersion")});
+                let one = [Arc::new(obj.clone().into_owned())];
+                converted = table::table(&self.req.def, &one, include, rv, headers);
+                &converted
             }
         };
-        let mut line =
-            serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
+        let mut line = serde_json::to_vec(&WireEvent { kind: ty, object }).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
