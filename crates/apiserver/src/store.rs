@@ -144,6 +144,8 @@ impl Store {
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=NORMAL;
+             PRAGMA wal_autocheckpoint=0;
+             PRAGMA busy_timeout=10000;
              CREATE TABLE IF NOT EXISTS objects (
                resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
                rv INTEGER NOT NULL, body BLOB NOT NULL,
@@ -187,6 +189,7 @@ impl Store {
                 loaded.push((gr, obj));
             }
         }
+        spawn_checkpointer(&path);
         let store = Store::with_db(Some(conn), history_limit);
         {
             let mut inner = store.inner.lock();
@@ -381,6 +384,35 @@ impl Store {
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
     }
+}
+
+/// Checkpoint the WAL from a second connection, off the write path: a checkpoint run
+/// by the committing connection would stall every writer behind the store lock.
+/// The thread ends when the database file can no longer be opened.
+fn spawn_checkpointer(path: &Path) {
+    let path = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            let Ok(conn) = Connection::open(&path) else {
+                return;
+            };
+            let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                if !path.exists() {
+                    return;
+                }
+                let wal_pages: i64 = conn
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+                    .unwrap_or(0);
+                if wal_pages > 20_000 {
+                    // The WAL keeps growing under constant writes; truncate it when possible.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                }
+            }
+        })
+        .expect("spawning the checkpoint thread");
 }
 
 impl Inner {
