@@ -247,6 +247,38 @@ impl Store {
         (inner.list(gr, ns), inner.rv)
     }
 
+    /// Visit the objects of a resource (in one namespace, or all) in (namespace, name)
+    /// order, starting strictly after the key `after`; returns the resourceVersion read at.
+    pub fn scan(
+        &self,
+        gr: &GroupResource,
+        ns: Option<&str>,
+        after: Option<(&str, &str)>,
+        mut visit: impl FnMut(&Arc<Value>),
+    ) -> u64 {
+        use std::ops::Bound;
+        let inner = self.lock();
+        if let Some(objs) = inner.objects.get(gr) {
+            let start = match (after, ns) {
+                (Some((a_ns, a_name)), _) => {
+                    Bound::Excluded((a_ns.to_string(), a_name.to_string()))
+                }
+                (None, Some(n)) => Bound::Included((n.to_string(), String::new())),
+                (None, None) => Bound::Unbounded,
+            };
+            for ((obj_ns, _), obj) in objs.range((start, Bound::Unbounded)) {
+                if ns.is_some_and(|n| n != obj_ns) {
+                    if ns.is_some_and(|n| obj_ns.as_str() > n) {
+                        break;
+                    }
+                    continue;
+                }
+                visit(obj);
+            }
+        }
+        inner.rv
+    }
+
     /// Every resource that holds objects in namespace `ns`, with those objects.
     pub fn list_namespace(&self, ns: &str) -> Vec<(GroupResource, Vec<Arc<Value>>)> {
         let inner = self.lock();

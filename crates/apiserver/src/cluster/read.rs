@@ -86,40 +86,45 @@ impl Cluster {
     ) -> Result<ListResult> {
         let gr = def.group_resource();
         let ns = if def.namespaced { ns } else { None };
-        let (all, current_rv) = match opts.fields.required_name() {
-            Some(name) => {
-                let mut found = Vec::new();
+        let after = match &opts.continue_token {
+            Some(t) => Some(decode_continue(t)?),
+            None => None,
+        };
+        let limit = opts.limit.filter(|l| *l > 0);
+        let mut items: Vec<Arc<Value>> = Vec::new();
+        let mut remaining = 0usize;
+        let mut take = |o: &Arc<Value>| {
+            if !opts.matches(o) {
+                return;
+            }
+            if limit.is_none_or(|l| items.len() < l) {
+                items.push(o.clone());
+            } else {
+                remaining += 1;
+            }
+        };
+        let current_rv = match opts.fields.required_name() {
+            // a name selector needs no scan
+            Some(name) if ns.is_some() => {
                 let rv = self.store.current_rv();
-                match ns {
-                    Some(n) => found.extend(self.store.get(&gr, n, name)),
-                    None => {
-                        let (items, _) = self.store.list(&gr, None);
-                        found.extend(items.into_iter().filter(|o| meta::name(o) == name));
+                if let Some(o) = self.store.get(&gr, ns.unwrap_or_default(), name) {
+                    let past = after.as_ref().is_none_or(|(_, ans, aname)| {
+                        (meta::namespace(&o), meta::name(&o)) > (ans.as_str(), aname.as_str())
+                    });
+                    if past {
+                        take(&o);
                     }
                 }
-                (found, rv)
+                rv
             }
-            None => self.store.list(&gr, ns),
+            _ => self.store.scan(
+                &gr,
+                ns,
+                after.as_ref().map(|(_, n, m)| (n.as_str(), m.as_str())),
+                take,
+            ),
         };
-        let (list_rv, after) = match &opts.continue_token {
-            Some(t) => {
-                let (rv, ns, name) = decode_continue(t)?;
-                (rv, Some((ns, name)))
-            }
-            None => (current_rv, None),
-        };
-        let mut matching = all.into_iter().filter(|o| {
-            after.as_ref().is_none_or(|(ans, aname)| {
-                (meta::namespace(o), meta::name(o)) > (ans.as_str(), aname.as_str())
-            }) && opts.matches(o)
-        });
-        let mut items = Vec::new();
-        let limit = opts.limit.filter(|l| *l > 0);
-        match limit {
-            Some(l) => items.extend(matching.by_ref().take(l)),
-            None => items.extend(matching.by_ref()),
-        }
-        let remaining = matching.count();
+        let list_rv = after.as_ref().map_or(current_rv, |(rv, _, _)| *rv);
         let continue_token = match (limit, items.last()) {
             (Some(_), Some(last)) if remaining > 0 => Some(encode_continue(
                 list_rv,
