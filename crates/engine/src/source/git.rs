@@ -1,0 +1,789 @@
+//! Git sources: fetch with gix into a local cache keyed by repository URL, resolve a
+//! revision, and extract a commit's tree.
+//!
+//! The cache holds one bare repository per URL, so each fetch after the first
+//! negotiates with what is already there and transfers only new objects. Every
+//! branch and tag is fetched; refs deleted upstream are removed locally, so a deleted
+//! branch stops resolving.
+//!
+//! Revisions are a branch, a tag, a full or abbreviated commit SHA, or a semver range
+//! over tags (`>=1.2.0 <2.0.0`, `~1.4`, `^2`): the highest matching tag wins
+//! (`v` prefixes allowed, pre-releases only when the range asks for them).
+//!
+//! Authentication: HTTP(S) basic auth or a token (sent as the password), SSH with a key
+//! file (the `ssh` program is run with `-i KEY -o IdentitiesOnly=yes`), and `file://`.
+//! Credentials never go through git's credential helpers or a terminal prompt.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use capstan_core::Revision;
+use gix::bstr::ByteSlice;
+use sha2::{Digest, Sha256};
+
+use super::Checkout;
+
+/// How to authenticate to a repository.
+#[derive(Clone, Default)]
+pub enum GitAuth {
+    /// Anonymous (or `file://`).
+    #[default]
+    None,
+    /// HTTP(S) basic auth; a token goes in `password` (any `username` the host accepts).
+    Basic {
+        /// User name.
+        username: String,
+        /// Password or token.
+        password: String,
+    },
+    /// SSH with a private key file.
+    SshKey {
+        /// Path of the private key.
+        key: PathBuf,
+    },
+}
+
+impl std::fmt::Debug for GitAuth {
+    /// Never prints secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GitAuth::None => f.write_str("None"),
+            GitAuth::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+            GitAuth::SshKey { key } => write!(f, "SshKey({})", key.display()),
+        }
+    }
+}
+
+/// A repository to fetch from.
+#[derive(Debug, Clone)]
+pub struct GitSource {
+    /// Repository URL: `https://`, `http://`, `ssh://`, `user@host:path` or `file://`.
+    pub url: String,
+    /// Credentials.
+    pub auth: GitAuth,
+}
+
+impl GitSource {
+    /// An anonymous source.
+    pub fn new(url: impl Into<String>) -> Self {
+        GitSource {
+            url: url.into(),
+            auth: GitAuth::None,
+        }
+    }
+
+    /// The URL with any userinfo removed, for messages and cache keys.
+    pub fn display_url(&self) -> String {
+        strip_userinfo(&self.url)
+    }
+}
+
+fn strip_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/') {
+            Some((authority, path)) => {
+                let host = authority
+                    .rsplit_once('@')
+                    .map(|(_, h)| h)
+                    .unwrap_or(authority);
+                format!("{scheme}://{host}/{path}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// What went wrong with a Git source. Every variant names the repository.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// Opening or creating the cache repository failed.
+    #[error("preparing the cache for {url} at {path}")]
+    Cache {
+        /// Repository URL.
+        url: String,
+        /// Cache directory.
+        path: String,
+        /// Cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Fetching failed (network, authentication, protocol).
+    #[error("fetching {url}: {message}")]
+    Fetch {
+        /// Repository URL.
+        url: String,
+        /// What failed, with the underlying chain.
+        message: String,
+    },
+    /// The revision names nothing in the repository.
+    #[error("revision {revision:?} not found in {url}: {hint}")]
+    RevisionNotFound {
+        /// Repository URL.
+        url: String,
+        /// What was asked for.
+        revision: String,
+        /// Branches and tags that exist, to help.
+        hint: String,
+    },
+    /// A semver range that does not parse.
+    #[error("revision {revision:?} for {url} is not a valid semver range")]
+    BadRange {
+        /// Repository URL.
+        url: String,
+        /// The range.
+        revision: String,
+        /// Cause.
+        #[source]
+        source: semver::Error,
+    },
+    /// An abbreviated SHA matching several objects.
+    #[error("revision {revision:?} is ambiguous in {url}")]
+    Ambiguous {
+        /// Repository URL.
+        url: String,
+        /// The abbreviation.
+        revision: String,
+    },
+    /// Reading an object from the cache failed.
+    #[error("reading {what} of {url}")]
+    Read {
+        /// Repository URL.
+        url: String,
+        /// What was being read (`commit abc…`, `tree of …`).
+        what: String,
+        /// Cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Writing the extracted tree failed.
+    #[error("extracting {path} of {url}")]
+    Extract {
+        /// Repository URL.
+        url: String,
+        /// The file being written.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How much a fetch transferred.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchReport {
+    /// Objects received in the pack (0 when nothing was new).
+    pub objects: u64,
+    /// Bytes of the received pack.
+    pub bytes: u64,
+}
+
+/// Bare repositories cached per URL under one directory.
+#[derive(Debug)]
+pub struct GitCache {
+    root: PathBuf,
+    locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+}
+
+impl GitCache {
+    /// A cache under `root` (created when first used).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        GitCache {
+            root: root.into(),
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `$CAPSTAN_CACHE_DIR/git`, else `$XDG_CACHE_HOME/capstan/git`, else `~/.cache/capstan/git`.
+    pub fn default_dir() -> PathBuf {
+        if let Some(d) = std::env::var_os("CAPSTAN_CACHE_DIR") {
+            return PathBuf::from(d).join("git");
+        }
+        if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+            return PathBuf::from(d).join("capstan/git");
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        home.join(".cache/capstan/git")
+    }
+
+    /// Where the bare repository of `url` lives.
+    pub fn repo_dir(&self, src: &GitSource) -> PathBuf {
+        let clean = src.display_url();
+        let digest = hex::encode(&Sha256::digest(clean.as_bytes())[..8]);
+        let slug: String = clean
+            .rsplit('/')
+            .next()
+            .unwrap_or("repo")
+            .trim_end_matches(".git")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(40)
+            .collect();
+        self.root.join(format!("{slug}-{digest}.git"))
+    }
+
+    fn lock_for(&self, dir: &Path) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(dir.to_path_buf()).or_default().clone()
+    }
+
+    fn open(&self, src: &GitSource) -> Result<gix::Repository, GitError> {
+        let dir = self.repo_dir(src);
+        let cache_err = |e: Box<dyn std::error::Error + Send + Sync>| GitError::Cache {
+            url: src.display_url(),
+            path: dir.display().to_string(),
+            source: e,
+        };
+        let repo = if dir.join("HEAD").exists() {
+            gix::open(&dir).map_err(|e| cache_err(Box::new(e)))?
+        } else {
+            std::fs::create_dir_all(&dir).map_err(|e| cache_err(Box::new(e)))?;
+            gix::init_bare(&dir).map_err(|e| cache_err(Box::new(e)))?
+        };
+        Ok(repo)
+    }
+
+    /// Fetch every branch and tag of the repository into the cache.
+    pub fn fetch(&self, src: &GitSource) -> Result<FetchReport, GitError> {
+        let dir = self.repo_dir(src);
+        let lock = self.lock_for(&dir);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let repo = self.open(src)?;
+        let url = src.display_url();
+        let fetch_err = |e: &dyn std::fmt::Display| GitError::Fetch {
+            url: url.clone(),
+            message: redact(&format!("{e:#}"), &src.auth),
+        };
+        let mut repo = repo;
+        if let GitAuth::SshKey { key } = &src.auth {
+            let cmd = format!(
+                "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+                shell_quote(&key.display().to_string())
+            );
+            let mut cfg = repo.config_snapshot_mut();
+            cfg.set_raw_value("core.sshCommand", cmd.as_str())
+                .map_err(|e| fetch_err(&e))?;
+            cfg.commit().map_err(|e| fetch_err(&e))?;
+        }
+        let remote = repo
+            .remote_at(src.url.as_str())
+            .map_err(|e| fetch_err(&e))?
+            .with_refspecs(
+                [
+                    "+refs/heads/*:refs/remotes/origin/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+                gix::remote::Direction::Fetch,
+            )
+            .map_err(|e| fetch_err(&e))?
+            .with_fetch_tags(gix::remote::fetch::Tags::None);
+        let conn = remote
+            .connect(gix::remote::Direction::Fetch)
+            .map_err(|e| fetch_err(&e))?;
+        let auth = src.auth.clone();
+        let conn = conn.with_credentials(move |action| match (action, &auth) {
+            (gix::credentials::helper::Action::Get(ctx), GitAuth::Basic { username, password }) => {
+                Ok(Some(gix::credentials::protocol::Outcome {
+                    identity: gix::sec::identity::Account {
+                        username: username.clone(),
+                        password: password.clone(),
+                        oauth_refresh_token: None,
+                    },
+                    next: ctx.into(),
+                }))
+            }
+            // No helpers, no prompts: without credentials the fetch fails clearly.
+            _ => Ok(None),
+        });
+        let interrupt = AtomicBool::new(false);
+        let outcome = conn
+            .prepare_fetch(gix::progress::Discard, Default::default())
+            .map_err(|e| fetch_err(&e))?
+            .receive(gix::progress::Discard, &interrupt)
+            .map_err(|e| fetch_err(&e))?;
+
+        let mut remote_head: Option<String> = None;
+        let mut remote_names: Vec<String> = Vec::new();
+        for r in &outcome.ref_map.remote_refs {
+            match r {
+                gix::protocol::handshake::Ref::Symbolic {
+                    full_ref_name,
+                    target,
+                    ..
+                } if full_ref_name == "HEAD" => {
+                    remote_head = Some(target.to_str_lossy().into_owned());
+                }
+                other => {
+                    let (name, _, _) = other.unpack();
+                    remote_names.push(name.to_str_lossy().into_owned());
+                }
+            }
+        }
+        if let Some(head) = remote_head {
+            let _ = std::fs::write(dir.join("CAPSTAN_REMOTE_HEAD"), head);
+        }
+        prune_stale_refs(&repo, &remote_names);
+
+        let report = match &outcome.status {
+            gix::remote::fetch::Status::Change {
+                write_pack_bundle, ..
+            } => FetchReport {
+                objects: write_pack_bundle.index.num_objects as u64,
+                bytes: write_pack_bundle
+                    .data_path
+                    .as_ref()
+                    .and_then(|p| std::fs::metadata(p).ok())
+                    .map(|m| m.len())
+                    .unwrap_or(0),
+            },
+            _ => FetchReport::default(),
+        };
+        Ok(report)
+    }
+
+    /// Resolve a revision (branch, tag, SHA, abbreviated SHA, semver range; empty or
+    /// `HEAD` for the remote's default branch) in the cached repository.
+    pub fn resolve(&self, src: &GitSource, revision: &str) -> Result<Revision, GitError> {
+        let repo = self.open(src)?;
+        let url = src.display_url();
+        let id = resolve_id(&repo, &self.repo_dir(src), &url, revision.trim())?;
+        let read_err = |e: &dyn std::error::Error| GitError::Read {
+            url: url.clone(),
+            what: format!("commit {id}"),
+            source: e.to_string().into(),
+        };
+        let commit = repo.find_commit(id).map_err(|e| read_err(&e))?;
+        let author = commit.author().map_err(|e| read_err(&e))?;
+        let time = commit.time().map_err(|e| read_err(&e))?;
+        let message = commit.message_raw_sloppy().to_str_lossy();
+        let summary = message.lines().next().unwrap_or("").trim().to_string();
+        let when = jiff::Timestamp::from_second(time.seconds)
+            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default();
+        Ok(Revision {
+            id: id.to_string(),
+            requested: revision.to_string(),
+            author: format!(
+                "{} <{}>",
+                author.name.to_str_lossy(),
+                author.email.to_str_lossy()
+            ),
+            message: summary,
+            time: when,
+        })
+    }
+
+    /// Write the tree of `revision` into a temporary directory and return the checkout
+    /// of `path` inside it (symlinks that escape the repository are refused).
+    pub fn checkout(
+        &self,
+        src: &GitSource,
+        revision: &Revision,
+        path: &Path,
+    ) -> Result<Checkout, CheckoutError> {
+        let repo = self.open(src)?;
+        let url = src.display_url();
+        let dir = tempfile::Builder::new()
+            .prefix("capstan-checkout-")
+            .tempdir()
+            .map_err(|source| GitError::Extract {
+                url: url.clone(),
+                path: "<tempdir>".into(),
+                source,
+            })?;
+        let id = gix::ObjectId::from_hex(revision.id.as_bytes()).map_err(|e| GitError::Read {
+            url: url.clone(),
+            what: format!("commit {}", revision.id),
+            source: e.to_string().into(),
+        })?;
+        let read_err = |what: String, e: &dyn std::fmt::Display| GitError::Read {
+            url: url.clone(),
+            what,
+            source: e.to_string().into(),
+        };
+        let commit = repo
+            .find_commit(id)
+            .map_err(|e| read_err(format!("commit {id}"), &e))?;
+        let tree_id = commit
+            .tree_id()
+            .map_err(|e| read_err(format!("tree of {id}"), &e))?;
+        extract(&repo, tree_id.detach(), dir.path(), dir.path(), &url)?;
+        super::confine::check_tree(dir.path(), path)?;
+        Ok(Checkout::temporary(
+            dir,
+            path.to_path_buf(),
+            revision.clone(),
+        ))
+    }
+}
+
+/// Failure to produce a checkout: Git, or a path that leaves the repository.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    /// Reading or writing the tree.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// A path or symlink escapes the repository.
+    #[error(transparent)]
+    Confine(#[from] super::ConfineError),
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn redact(message: &str, auth: &GitAuth) -> String {
+    match auth {
+        GitAuth::Basic { password, .. } if !password.is_empty() => {
+            message.replace(password.as_str(), "***")
+        }
+        _ => message.to_string(),
+    }
+}
+
+/// Remove local remote-tracking branches and tags that the remote no longer has.
+fn prune_stale_refs(repo: &gix::Repository, remote_names: &[String]) {
+    let Ok(platform) = repo.references() else {
+        return;
+    };
+    let Ok(all) = platform.all() else { return };
+    let mut stale = Vec::new();
+    for r in all.flatten() {
+        let name = r.name().as_bstr().to_str_lossy().into_owned();
+        let upstream = if let Some(branch) = name.strip_prefix("refs/remotes/origin/") {
+            format!("refs/heads/{branch}")
+        } else if name.starts_with("refs/tags/") {
+            name.clone()
+        } else {
+            continue;
+        };
+        if !remote_names.contains(&upstream) {
+            stale.push(r.detach());
+        }
+    }
+    for r in stale {
+        let _ = repo.edit_reference(gix::refs::transaction::RefEdit {
+            change: gix::refs::transaction::Change::Delete {
+                expected: gix::refs::transaction::PreviousValue::Any,
+                log: gix::refs::transaction::RefLog::AndReference,
+            },
+            name: r.name,
+            deref: false,
+        });
+    }
+}
+
+fn is_semver_range(rev: &str) -> bool {
+    rev.chars()
+        .any(|c| matches!(c, '<' | '>' | '=' | '~' | '^' | '*' | ',' | ' '))
+        || rev.ends_with(".x")
+        || rev == "x"
+}
+
+fn resolve_id(
+    repo: &gix::Repository,
+    dir: &Path,
+    url: &str,
+    rev: &str,
+) -> Result<gix::ObjectId, GitError> {
+    let not_found = |rev: &str| GitError::RevisionNotFound {
+        url: url.to_string(),
+        revision: rev.to_string(),
+        hint: hint(repo),
+    };
+    let peel = |name: &str| -> Option<gix::ObjectId> {
+        let mut r = repo.try_find_reference(name).ok()??;
+        let id = r.peel_to_id().ok()?;
+        let obj = repo.find_object(id).ok()?;
+        let commit = obj.peel_to_commit().ok()?;
+        Some(commit.id)
+    };
+    if rev.is_empty() || rev == "HEAD" {
+        let head = std::fs::read_to_string(dir.join("CAPSTAN_REMOTE_HEAD")).unwrap_or_default();
+        let branch = head.trim().strip_prefix("refs/heads/").unwrap_or("main");
+        return peel(&format!("refs/remotes/origin/{branch}")).ok_or_else(|| not_found("HEAD"));
+    }
+    if is_semver_range(rev) {
+        return resolve_range(repo, url, rev);
+    }
+    if let Some(id) = peel(&format!("refs/remotes/origin/{rev}")) {
+        return Ok(id);
+    }
+    if let Some(id) = peel(&format!("refs/tags/{rev}")) {
+        return Ok(id);
+    }
+    if (4..=40).contains(&rev.len()) && rev.chars().all(|c| c.is_ascii_hexdigit()) {
+        if rev.len() == 40 {
+            let id = gix::ObjectId::from_hex(rev.as_bytes()).map_err(|_| not_found(rev))?;
+            return repo
+                .find_object(id)
+                .ok()
+                .and_then(|o| o.peel_to_commit().ok())
+                .map(|c| c.id)
+                .ok_or_else(|| not_found(rev));
+        }
+        return match repo.rev_parse_single(rev) {
+            Ok(id) => repo
+                .find_object(id)
+                .ok()
+                .and_then(|o| o.peel_to_commit().ok())
+                .map(|c| c.id)
+                .ok_or_else(|| not_found(rev)),
+            Err(e) if e.to_string().contains("ambiguous") => Err(GitError::Ambiguous {
+                url: url.to_string(),
+                revision: rev.to_string(),
+            }),
+            Err(_) => Err(not_found(rev)),
+        };
+    }
+    Err(not_found(rev))
+}
+
+fn tag_names(repo: &gix::Repository) -> Vec<String> {
+    let Ok(platform) = repo.references() else {
+        return Vec::new();
+    };
+    let Ok(tags) = platform.prefixed(b"refs/tags/".as_bstr()) else {
+        return Vec::new();
+    };
+    tags.flatten()
+        .map(|r| r.name().shorten().to_str_lossy().into_owned())
+        .collect()
+}
+
+fn branch_names(repo: &gix::Repository) -> Vec<String> {
+    let Ok(platform) = repo.references() else {
+        return Vec::new();
+    };
+    let Ok(refs) = platform.prefixed(b"refs/remotes/origin/".as_bstr()) else {
+        return Vec::new();
+    };
+    refs.flatten()
+        .filter_map(|r| {
+            r.name()
+                .as_bstr()
+                .to_str_lossy()
+                .strip_prefix("refs/remotes/origin/")
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+fn hint(repo: &gix::Repository) -> String {
+    let mut branches = branch_names(repo);
+    let mut tags = tag_names(repo);
+    branches.sort();
+    tags.sort();
+    let list = |v: Vec<String>| {
+        if v.is_empty() {
+            "none".to_string()
+        } else if v.len() > 10 {
+            format!("{}, … ({} in all)", v[..10].join(", "), v.len())
+        } else {
+            v.join(", ")
+        }
+    };
+    format!(
+        "no branch, tag or commit of that name (branches: {}; tags: {})",
+        list(branches),
+        list(tags)
+    )
+}
+
+/// Parse a range as Flux and Helm users write it (Masterminds/npm style): comparators
+/// separated by spaces or commas (`>=1.2.0 <2.0.0`), alternatives by `||`.
+pub fn parse_range(range: &str) -> Result<Vec<semver::VersionReq>, semver::Error> {
+    range
+        .split("||")
+        .map(|alt| {
+            let mut comparators: Vec<String> = Vec::new();
+            let mut pending_op = String::new();
+            for token in alt.split([' ', ',']).filter(|t| !t.is_empty()) {
+                if token
+                    .chars()
+                    .all(|c| matches!(c, '<' | '>' | '=' | '~' | '^'))
+                {
+                    pending_op.push_str(token);
+                } else {
+                    comparators.push(format!("{pending_op}{token}"));
+                    pending_op.clear();
+                }
+            }
+            semver::VersionReq::parse(&comparators.join(", "))
+        })
+        .collect()
+}
+
+fn resolve_range(repo: &gix::Repository, url: &str, rev: &str) -> Result<gix::ObjectId, GitError> {
+    let reqs = parse_range(rev).map_err(|source| GitError::BadRange {
+        url: url.to_string(),
+        revision: rev.to_string(),
+        source,
+    })?;
+    let best = tag_names(repo)
+        .into_iter()
+        .filter_map(|t| {
+            let v = semver::Version::parse(t.strip_prefix('v').unwrap_or(&t)).ok()?;
+            reqs.iter().any(|r| r.matches(&v)).then_some((v, t))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0));
+    let Some((_, tag)) = best else {
+        return Err(GitError::RevisionNotFound {
+            url: url.to_string(),
+            revision: rev.to_string(),
+            hint: format!("no tag matches the range (tags: {})", {
+                let mut t = tag_names(repo);
+                t.sort();
+                if t.is_empty() {
+                    "none".to_string()
+                } else {
+                    t.join(", ")
+                }
+            }),
+        });
+    };
+    let mut r = repo
+        .find_reference(format!("refs/tags/{tag}").as_str())
+        .map_err(|e| GitError::Read {
+            url: url.to_string(),
+            what: format!("tag {tag}"),
+            source: e.to_string().into(),
+        })?;
+    let id = r.peel_to_id().map_err(|e| GitError::Read {
+        url: url.to_string(),
+        what: format!("tag {tag}"),
+        source: e.to_string().into(),
+    })?;
+    let commit = repo
+        .find_object(id)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(|e| GitError::Read {
+            url: url.to_string(),
+            what: format!("tag {tag}"),
+            source: e.to_string().into(),
+        })?;
+    Ok(commit.id)
+}
+
+fn extract(
+    repo: &gix::Repository,
+    tree: gix::ObjectId,
+    dest: &Path,
+    root: &Path,
+    url: &str,
+) -> Result<(), GitError> {
+    let read_err = |e: &dyn std::fmt::Display| GitError::Read {
+        url: url.to_string(),
+        what: format!("tree {tree}"),
+        source: e.to_string().into(),
+    };
+    let write_err = |path: &Path, source| GitError::Extract {
+        url: url.to_string(),
+        path: path
+            .strip_prefix(root)
+            .unwrap_or(path)
+            .display()
+            .to_string(),
+        source,
+    };
+    let tree = repo.find_tree(tree).map_err(|e| read_err(&e))?;
+    let entries: Vec<(gix::objs::tree::EntryMode, String, gix::ObjectId)> = tree
+        .decode()
+        .map_err(|e| read_err(&e))?
+        .entries
+        .iter()
+        .map(|e| {
+            (
+                e.mode,
+                e.filename.to_str_lossy().into_owned(),
+                e.oid.to_owned(),
+            )
+        })
+        .collect();
+    for (mode, name, oid) in entries {
+        if name.contains('/') || name == ".." || name == "." || name == ".git" {
+            continue;
+        }
+        let path = dest.join(&name);
+        if mode.is_tree() {
+            std::fs::create_dir_all(&path).map_err(|e| write_err(&path, e))?;
+            extract(repo, oid, &path, root, url)?;
+        } else if mode.is_link() {
+            let blob = repo.find_blob(oid).map_err(|e| read_err(&e))?;
+            let target = blob.data.to_str_lossy().into_owned();
+            std::os::unix::fs::symlink(&target, &path).map_err(|e| write_err(&path, e))?;
+        } else if mode.is_blob() {
+            let blob = repo.find_blob(oid).map_err(|e| read_err(&e))?;
+            std::fs::write(&path, &blob.data).map_err(|e| write_err(&path, e))?;
+            if mode.is_executable() {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755));
+            }
+        }
+        // Submodules (commit entries) are not fetched; they render as nothing.
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_never_reaches_messages_or_cache_keys() {
+        assert_eq!(
+            strip_userinfo("https://user:tok@example.com/org/app.git"),
+            "https://example.com/org/app.git"
+        );
+        assert_eq!(strip_userinfo("file:///srv/app.git"), "file:///srv/app.git");
+        let a =
+            GitCache::new("/c").repo_dir(&GitSource::new("https://u:p@example.com/org/app.git"));
+        let b = GitCache::new("/c").repo_dir(&GitSource::new("https://example.com/org/app.git"));
+        assert_eq!(a, b);
+        assert!(a.file_name().unwrap().to_str().unwrap().starts_with("app-"));
+        let auth = GitAuth::Basic {
+            username: "u".into(),
+            password: "s3cret".into(),
+        };
+        assert_eq!(format!("{auth:?}"), "Basic(u, ***)");
+        assert_eq!(redact("bad password s3cret", &auth), "bad password ***");
+    }
+
+    #[test]
+    fn ranges_in_masterminds_style() {
+        let v = |s: &str| semver::Version::parse(s).unwrap();
+        let m = |r: &str, ver: &str| parse_range(r).unwrap().iter().any(|q| q.matches(&v(ver)));
+        assert!(m(">=1.2.0 <2.0.0", "1.9.3"));
+        assert!(!m(">=1.2.0 <2.0.0", "2.0.0"));
+        assert!(m(">= 1.2.0, < 2.0.0", "1.2.0"));
+        assert!(m("~1.4", "1.4.7"));
+        assert!(!m("~1.4", "1.5.0"));
+        assert!(m("^1 || ^3", "3.1.0"));
+        assert!(
+            !m(">=1.0.0", "1.1.0-rc.1"),
+            "pre-releases only when asked for"
+        );
+        assert!(parse_range(">=banana").is_err());
+    }
+
+    #[test]
+    fn semver_ranges_are_told_apart_from_names() {
+        assert!(is_semver_range(">=1.2.0 <2.0.0"));
+        assert!(is_semver_range("~1.4"));
+        assert!(is_semver_range("^2"));
+        assert!(is_semver_range("1.x"));
+        assert!(!is_semver_range("v1.2.0"));
+        assert!(!is_semver_range("main"));
+        assert!(!is_semver_range("release/1.2"));
+    }
+}
