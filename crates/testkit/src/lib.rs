@@ -1,0 +1,1 @@
+//! Test support for Capstan (being written).
