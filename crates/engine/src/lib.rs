@@ -7,7 +7,18 @@
 //! ```
 //!
 //! - [`source`]: Git (gix, cached per URL) or a local directory, confined to its root.
+//! - [`render`]: directory, Kustomize, Helm; normalized into the desired set.
+//! - [`plan`]: live state vs desired, by server-side dry run where needed ([`diff`]).
+//! - [`sync`]: waves, phases, kind order, bounded concurrency, health waits, prune.
+//! - [`inventory`]: what an Application applied, kept in the cluster for pruning.
 //! - [`health`]: one module per kind, rolled up worst-first.
+//! - [`destination`]: the cluster delivered to.
 
+pub mod destination;
+pub mod diff;
 pub mod health;
+pub mod inventory;
+pub mod plan;
+pub mod render;
 pub mod source;
+pub mod sync;

@@ -1,1 +1,23 @@
-//! Test support for Capstan (being written).
+//! Test support for Capstan: real servers on loopback, started and stopped by the test.
+//!
+//! - [`git`] — a git server over HTTP (`git http-backend` behind a small HTTP/1.1
+//!   server) with optional basic auth and transfer counters.
+//! - [`repo`] — test repositories built with the git CLI, with a fixed identity and
+//!   fixed dates so commit ids are the same on every run.
+//! - [`cluster`] — the embedded Kubernetes API server on its own runtime, with the
+//!   real `kubectl` and a kube-rs client pointed at it.
+//! - [`process`] — running child processes bounded in time.
+//! - [`tools`] — locating helper binaries the tests need (helm).
+//!
+//! Everything panics with a clear message when the environment is not what the tests
+//! need (no `git`, no `kubectl`): the tests never skip silently.
+
+pub mod cluster;
+pub mod git;
+pub mod process;
+pub mod repo;
+pub mod tools;
+
+pub use cluster::TestCluster;
+pub use git::{BasicAuth, GitServer};
+pub use repo::TestRepo;

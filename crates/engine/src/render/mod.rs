@@ -1,0 +1,307 @@
+//! Rendering: turning a source tree into Kubernetes objects.
+//!
+//! The renderer is chosen as Argo CD does — a `kustomization.yaml` (or `.yml`, or
+//! `Kustomization`) means Kustomize, a `Chart.yaml` means Helm, anything else is a
+//! directory of manifests — or set explicitly. Every renderer's output then goes
+//! through [`normalize`]: each object must have `apiVersion`, `kind` and
+//! `metadata.name`; `List` kinds are flattened; namespaced objects without a
+//! namespace get the destination namespace (scopes from discovery, or offline from
+//! the built-in table plus the CRDs being rendered); the same object twice is an
+//! error naming both places it came from.
+
+mod directory;
+mod helm;
+mod kustomize;
+pub mod normalize;
+pub mod scope;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use capstan_core::ObjectRef;
+use serde_json::Value;
+
+pub use helm::HelmOptions;
+pub use kustomize::KustomizeOptions;
+pub use normalize::DesiredObject;
+pub use scope::Scopes;
+
+use crate::source::{Checkout, ConfineError};
+
+/// Which renderer to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RendererKind {
+    /// Plain manifests: `*.yaml`, `*.yml`, `*.json`, recursively.
+    Directory,
+    /// `kustomize build` (or `kubectl kustomize`).
+    Kustomize,
+    /// `helm template`.
+    Helm,
+}
+
+impl fmt::Display for RendererKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RendererKind::Directory => "directory",
+            RendererKind::Kustomize => "kustomize",
+            RendererKind::Helm => "helm",
+        })
+    }
+}
+
+impl std::str::FromStr for RendererKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "directory" | "dir" => Ok(RendererKind::Directory),
+            "kustomize" => Ok(RendererKind::Kustomize),
+            "helm" => Ok(RendererKind::Helm),
+            other => Err(format!(
+                "unknown renderer {other:?} (directory, kustomize, helm)"
+            )),
+        }
+    }
+}
+
+/// How to render a source.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    /// The renderer; `None` detects it from the files present.
+    pub renderer: Option<RendererKind>,
+    /// Directory renderer: globs (relative to the rendered path) a file must match; empty for all.
+    pub include: Vec<String>,
+    /// Directory renderer: globs of files to leave out.
+    pub exclude: Vec<String>,
+    /// Kustomize settings.
+    pub kustomize: KustomizeOptions,
+    /// Helm settings.
+    pub helm: HelmOptions,
+}
+
+/// Where a rendered object came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The file (relative to the repository root), or what produced the object
+    /// (`kustomize build deploy/overlays/prod`, a Helm template's `# Source:`).
+    pub file: String,
+    /// The document within the file, counting from 1.
+    pub document: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (document {})", self.file, self.document)
+    }
+}
+
+/// A rendering failure; every variant names where.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A path or symlink leaves the repository.
+    #[error(transparent)]
+    Confine(#[from] ConfineError),
+    /// A file could not be read.
+    #[error("reading {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A manifest is not valid YAML or JSON.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A manifest is not a valid Kubernetes object.
+    #[error("{origin}: {message}")]
+    Invalid {
+        /// Where the object came from.
+        origin: Origin,
+        /// What is wrong (names the field).
+        message: String,
+    },
+    /// The same object appears twice.
+    #[error("{object} is defined twice: in {first} and in {second}")]
+    Duplicate {
+        /// The object.
+        object: Box<ObjectRef>,
+        /// First place.
+        first: Origin,
+        /// Second place.
+        second: Origin,
+    },
+    /// An include/exclude glob does not parse.
+    #[error("invalid glob {glob:?}")]
+    Glob {
+        /// The glob.
+        glob: String,
+        /// Cause.
+        #[source]
+        source: globset::Error,
+    },
+    /// An external renderer (kustomize, helm) failed; `stderr` is its output.
+    #[error("{tool} failed on {path}: {stderr}")]
+    Tool {
+        /// `kustomize` or `helm`.
+        tool: &'static str,
+        /// The rendered path.
+        path: String,
+        /// The tool's error output.
+        stderr: String,
+    },
+    /// An external renderer could not be started.
+    #[error("cannot run {binary} ({tool}); install it or set its path")]
+    ToolMissing {
+        /// `kustomize` or `helm`.
+        tool: &'static str,
+        /// The binary tried.
+        binary: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An external renderer ran past its timeout.
+    #[error("{tool} on {path} did not finish within {timeout:?}")]
+    Timeout {
+        /// `kustomize` or `helm`.
+        tool: &'static str,
+        /// The rendered path.
+        path: String,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// An object's kind is not known to the cluster or to the rendered CRDs.
+    #[error("{origin}: {object}: {message}")]
+    UnknownKind {
+        /// Where the object came from.
+        origin: Origin,
+        /// The object.
+        object: Box<ObjectRef>,
+        /// Why its scope is unknown.
+        message: String,
+    },
+}
+
+/// Which renderer a directory calls for, as Argo CD detects it.
+pub fn detect(dir: &Path) -> RendererKind {
+    if ["kustomization.yaml", "kustomization.yml", "Kustomization"]
+        .iter()
+        .any(|f| dir.join(f).is_file())
+    {
+        RendererKind::Kustomize
+    } else if dir.join("Chart.yaml").is_file() {
+        RendererKind::Helm
+    } else {
+        RendererKind::Directory
+    }
+}
+
+/// A rendered object before normalization: the JSON and where it came from.
+#[derive(Debug, Clone)]
+pub struct RawObject {
+    /// The object as written.
+    pub object: Value,
+    /// Its origin.
+    pub origin: Origin,
+}
+
+/// Render a checkout into raw objects (not yet normalized).
+pub async fn render_raw(
+    checkout: &Checkout,
+    opts: &RenderOptions,
+) -> Result<Vec<RawObject>, RenderError> {
+    let dir = crate::source::confine::check_tree(checkout.root(), &checkout.path)?;
+    let kind = opts.renderer.unwrap_or_else(|| detect(&dir));
+    let rel = display_rel(checkout.root(), &dir);
+    match kind {
+        RendererKind::Directory => directory::render(checkout.root(), &dir, opts),
+        RendererKind::Kustomize => kustomize::render(&dir, &rel, &opts.kustomize).await,
+        RendererKind::Helm => helm::render(checkout.root(), &dir, &rel, &opts.helm).await,
+    }
+}
+
+/// Render and normalize: the desired set of a checkout for a destination namespace.
+pub async fn render(
+    checkout: &Checkout,
+    opts: &RenderOptions,
+    namespace: &str,
+    scopes: &Scopes,
+) -> Result<Vec<DesiredObject>, RenderError> {
+    let raw = render_raw(checkout, opts).await?;
+    normalize::normalize(raw, namespace, scopes)
+}
+
+fn display_rel(root: &Path, path: &Path) -> String {
+    let rel: PathBuf = path.strip_prefix(root).unwrap_or(path).to_path_buf();
+    let s = rel.display().to_string();
+    if s.is_empty() { ".".to_string() } else { s }
+}
+
+/// Parse a multi-document YAML (or JSON) text into objects, skipping empty documents.
+pub(crate) fn parse_documents(text: &str, file: &str) -> Result<Vec<RawObject>, RenderError> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| RenderError::Parse {
+        path: file.to_string(),
+        message: first_line(&e.to_string()),
+    })?;
+    Ok(docs
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .enumerate()
+        .map(|(i, object)| RawObject {
+            object,
+            origin: Origin {
+                file: file.to_string(),
+                document: i + 1,
+            },
+        })
+        .collect())
+}
+
+fn first_line(message: &str) -> String {
+    message
+        .lines()
+        .next()
+        .unwrap_or(message)
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_yaml_names_file_and_line() {
+        let err = parse_documents(
+            "a: 1\n---\nkind: X\nmetadata:\n  labels: {a: b\n",
+            "deploy/app.yaml",
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("deploy/app.yaml: line 5"), "{msg}");
+    }
+
+    #[test]
+    fn empty_documents_are_skipped() {
+        let objs = parse_documents("---\n# nothing\n---\na: 1\n---\n\n", "x.yaml").unwrap();
+        assert_eq!(objs.len(), 1);
+        assert_eq!(objs[0].origin.document, 1);
+    }
+
+    #[test]
+    fn detection_follows_argo_cd() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(detect(d.path()), RendererKind::Directory);
+        std::fs::write(d.path().join("Chart.yaml"), "name: x").unwrap();
+        assert_eq!(detect(d.path()), RendererKind::Helm);
+        std::fs::write(d.path().join("kustomization.yaml"), "resources: []").unwrap();
+        assert_eq!(detect(d.path()), RendererKind::Kustomize);
+    }
+}
