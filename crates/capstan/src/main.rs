@@ -1,13 +1,17 @@
 //! `capstan`: GitOps continuous delivery for Kubernetes in one binary.
 //!
-//! This file only parses arguments and wires the crates together.
+//! This file only parses arguments and dispatches to a command.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
+mod args;
+mod commands;
+mod kube;
+mod print;
+mod source;
+
+use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 /// GitOps continuous delivery for Kubernetes: the pull-based operator and the
 /// push-based CLI in one binary.
@@ -21,89 +25,61 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the embedded Kubernetes-compatible API server.
-    Apiserver(ApiserverArgs),
+    Apiserver(commands::apiserver::ApiserverCommand),
+    /// Print the objects a source renders to (no cluster needed).
+    Render(commands::render::RenderCommand),
+    /// Show what applying a source would change (exit 1 when anything would), or
+    /// what changed between two revisions.
+    Diff(commands::diff::DiffCommand),
+    /// Render a source, apply it, prune what left it, and optionally wait for health.
+    Apply(commands::apply::ApplyCommand),
 }
 
-#[derive(Debug, Args)]
-struct ApiserverArgs {
-    /// Address to listen on; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:6443")]
-    listen: SocketAddr,
-    /// Directory for the SQLite database and TLS material; omit to keep everything in memory.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Where to write a kubeconfig for this server.
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
-    /// Do not simulate workload status (Deployments stay without status).
-    #[arg(long)]
-    no_simulate: bool,
-    /// How long simulated workloads stay progressing before they become ready (e.g. 500ms, 2s).
-    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
-    simulate_delay: Duration,
-}
-
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One rustls crypto provider for everything in the process (kube, gix/reqwest, the API server).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        match cli.command {
-            Command::Apiserver(args) => run_apiserver(args).await,
+        .context("starting the async runtime")
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
         }
-    })
-}
-
-async fn run_apiserver(args: ApiserverArgs) -> anyhow::Result<()> {
-    let opts = capstan_apiserver::ServerOptions {
-        listen: args.listen,
-        data_dir: args.data_dir.clone(),
-        kubeconfig: args.kubeconfig.clone(),
-        simulation: (!args.no_simulate).then_some(capstan_apiserver::SimulationOptions {
-            delay: args.simulate_delay,
-        }),
-        ..Default::default()
     };
-    let server = capstan_apiserver::ApiServer::start(opts)
-        .await
-        .with_context(|| format!("starting the API server on {}", args.listen))?;
-    say(&format!("API server listening on {}", server.url()));
-    match &args.kubeconfig {
-        Some(path) => say(&format!("kubeconfig written to {}", path.display())),
-        None => say("no --kubeconfig given; pass one to reach the server with kubectl"),
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Apiserver(a) => commands::apiserver::run(a).await,
+            Command::Render(a) => commands::render::run(a).await,
+            Command::Diff(a) => commands::diff::run(a).await,
+            Command::Apply(a) => commands::apply::run(a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
     }
-    match &args.data_dir {
-        Some(dir) => say(&format!("data persisted in {}", dir.display())),
-        None => say("data kept in memory (pass --data-dir to persist)"),
-    }
-    shutdown_signal().await;
-    server.shutdown().await;
-    Ok(())
 }
 
-/// Print a status line; a closed stdout (e.g. `| head -1`) must not stop the server.
-fn say(line: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -211,8 +211,19 @@ pub fn unified(
     desired: Option<&Value>,
     ignore: &[&str],
 ) -> String {
-    let mut l = live.map(|v| comparable(v, ignore));
-    let mut d = desired.map(|v| comparable(v, ignore));
+    unified_between(id, live, desired, ignore, ("live", "desired"))
+}
+
+/// [`unified`] with the two sides labelled (e.g. by revision).
+pub fn unified_between(
+    id: &ObjectRef,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    ignore: &[&str],
+    labels: (&str, &str),
+) -> String {
+    let mut l = old.map(|v| comparable(v, ignore));
+    let mut d = new.map(|v| comparable(v, ignore));
     mask_secrets(&mut l, &mut d);
     let a = l.as_ref().map(to_yaml).unwrap_or_default();
     let b = d.as_ref().map(to_yaml).unwrap_or_default();
@@ -220,7 +231,10 @@ pub fn unified(
     similar::TextDiff::from_lines(&a, &b)
         .unified_diff()
         .context_radius(3)
-        .header(&format!("live/{name}"), &format!("desired/{name}"))
+        .header(
+            &format!("{}/{name}", labels.0),
+            &format!("{}/{name}", labels.1),
+        )
         .to_string()
 }
 

@@ -235,12 +235,25 @@ pub async fn plan(
             (s("/spec/group"), s("/spec/names/kind"))
         })
         .collect();
-    let (live, crd_kinds) = (&live, &crd_kinds);
+    let created_namespaces: Vec<String> = applied
+        .iter()
+        .filter(|d| d.id.kind == "Namespace" && d.id.group.is_empty())
+        .map(|d| d.id.name.clone())
+        .filter(|n| {
+            !live
+                .keys()
+                .any(|k| k.kind == "Namespace" && k.group.is_empty() && k.name == *n)
+        })
+        .collect();
+    let (live, crd_kinds, created_namespaces) = (&live, &crd_kinds, &created_namespaces);
     let mut planned: Vec<(usize, Result<PlannedObject, PlanError>)> =
         stream::iter(applied.into_iter().enumerate())
             .map(|(i, d)| async move {
                 let current = live.get(&d.id).cloned();
-                (i, plan_one(dest, d, current, crd_kinds, opts).await)
+                (
+                    i,
+                    plan_one(dest, d, current, crd_kinds, created_namespaces, opts).await,
+                )
             })
             .buffer_unordered(opts.concurrency.max(1))
             .collect()
@@ -296,6 +309,7 @@ async fn plan_one(
     desired: DesiredObject,
     live: Option<Value>,
     crd_kinds: &[(String, String)],
+    created_namespaces: &[String],
     opts: &PlanOptions,
 ) -> Result<PlannedObject, PlanError> {
     let ignore = diff::ignored_pointers(&opts.ignore_differences, &desired.id);
@@ -337,6 +351,24 @@ async fn plan_one(
         .await
     {
         Ok(m) => to_value(m),
+        Err(kube::Error::Api(s))
+            if live.is_none()
+                && s.code == 404
+                && desired
+                    .id
+                    .namespace
+                    .as_ref()
+                    .is_some_and(|ns| created_namespaces.contains(ns)) =>
+        {
+            // Its namespace is created by this same sync: nothing to dry-run against yet.
+            return Ok(PlannedObject {
+                desired,
+                live,
+                change: Change::Create,
+                adopt: false,
+                error: None,
+            });
+        }
         Err(e) => {
             let change = if live.is_some() {
                 Change::Update {

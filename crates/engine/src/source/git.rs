@@ -484,10 +484,46 @@ fn prune_stale_refs(repo: &gix::Repository, remote_names: &[String]) {
 }
 
 fn is_semver_range(rev: &str) -> bool {
-    rev.chars()
-        .any(|c| matches!(c, '<' | '>' | '=' | '~' | '^' | '*' | ',' | ' '))
+    let starts_like_range = rev.chars().next().is_some_and(|c| {
+        matches!(c, '<' | '>' | '=' | '~' | '^' | '*' | 'x' | 'X') || c.is_ascii_digit()
+    });
+    let has_range_syntax = rev
+        .chars()
+        .any(|c| matches!(c, '<' | '>' | '=' | '~' | '^' | '*' | ',' | ' ' | '|'))
         || rev.ends_with(".x")
-        || rev == "x"
+        || rev == "x";
+    starts_like_range && has_range_syntax
+}
+
+/// Rewrite a rev-parse expression (`HEAD~1`, `main^`, `v1.2.0~2`) so its base names the
+/// fetched refs of the cache: branches live under `refs/remotes/origin/`.
+fn rewrite_expression(repo: &gix::Repository, dir: &Path, rev: &str) -> Option<String> {
+    let split = rev.find(['~', '^', '@', ':'])?;
+    let (base, rest) = rev.split_at(split);
+    let base_ref = if base == "HEAD" || base.is_empty() {
+        let head = std::fs::read_to_string(dir.join("CAPSTAN_REMOTE_HEAD")).unwrap_or_default();
+        format!(
+            "refs/remotes/origin/{}",
+            head.trim().strip_prefix("refs/heads/").unwrap_or("main")
+        )
+    } else if repo
+        .try_find_reference(format!("refs/remotes/origin/{base}").as_str())
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        format!("refs/remotes/origin/{base}")
+    } else if repo
+        .try_find_reference(format!("refs/tags/{base}").as_str())
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        format!("refs/tags/{base}")
+    } else {
+        base.to_string()
+    };
+    Some(format!("{base_ref}{rest}"))
 }
 
 fn resolve_id(
@@ -521,6 +557,15 @@ fn resolve_id(
     }
     if let Some(id) = peel(&format!("refs/tags/{rev}")) {
         return Ok(id);
+    }
+    if let Some(expr) = rewrite_expression(repo, dir, rev) {
+        return repo
+            .rev_parse_single(expr.as_str())
+            .ok()
+            .and_then(|id| repo.find_object(id).ok())
+            .and_then(|o| o.peel_to_commit().ok())
+            .map(|c| c.id)
+            .ok_or_else(|| not_found(rev));
     }
     if (4..=40).contains(&rev.len()) && rev.chars().all(|c| c.is_ascii_hexdigit()) {
         if rev.len() == 40 {
@@ -783,6 +828,9 @@ mod tests {
         assert!(is_semver_range("^2"));
         assert!(is_semver_range("1.x"));
         assert!(!is_semver_range("v1.2.0"));
+        assert!(!is_semver_range("HEAD~1"));
+        assert!(!is_semver_range("main^"));
+        assert!(is_semver_range("1.2 || 2.x"));
         assert!(!is_semver_range("main"));
         assert!(!is_semver_range("release/1.2"));
     }

@@ -1,0 +1,99 @@
+//! Command-line flags shared by several commands, as parsed (raw). Each command turns
+//! them into the engine's options.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Where manifests come from: a local directory, or a Git repository.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// A local directory of manifests (a Kustomization or a Helm chart works too).
+    #[arg(value_name = "SOURCE")]
+    pub dir: Option<PathBuf>,
+    /// A Git repository URL (https://, http://, ssh://, git@host:path, file://, or a local repository path).
+    #[arg(long, value_name = "URL", conflicts_with = "dir")]
+    pub repo: Option<String>,
+    /// Branch, tag, commit SHA (full or short) or semver range over tags (`>=1.2.0 <2.0.0`). Default: the remote's HEAD.
+    #[arg(long, value_name = "REV", requires = "repo")]
+    pub revision: Option<String>,
+    /// Path inside the repository to render.
+    #[arg(long, value_name = "PATH", default_value = ".")]
+    pub path: PathBuf,
+    /// User name for HTTP(S) basic auth.
+    #[arg(long, env = "CAPSTAN_GIT_USERNAME", requires = "repo")]
+    pub git_username: Option<String>,
+    /// Password or token for HTTP(S) (prefer the environment variable).
+    #[arg(
+        long,
+        env = "CAPSTAN_GIT_PASSWORD",
+        hide_env_values = true,
+        requires = "repo"
+    )]
+    pub git_password: Option<String>,
+    /// Private key file for SSH.
+    #[arg(long, value_name = "FILE", requires = "repo")]
+    pub ssh_key: Option<PathBuf>,
+    /// Directory of the Git cache (default ~/.cache/capstan/git).
+    #[arg(long, env = "CAPSTAN_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub render: RenderArgs,
+}
+
+/// How to render.
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    /// Renderer: directory, kustomize or helm (default: detected as Argo CD does).
+    #[arg(long)]
+    pub renderer: Option<String>,
+    /// Directory renderer: only files matching these globs.
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Directory renderer: leave out files matching these globs.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Helm: release name (default: the chart directory's name).
+    #[arg(long, value_name = "NAME")]
+    pub release_name: Option<String>,
+    /// Helm: a values file inside the repository (repeatable).
+    #[arg(long = "values", value_name = "FILE")]
+    pub values_files: Vec<String>,
+    /// Helm: an inline value, `key=value` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Path of the helm binary.
+    #[arg(long, env = "CAPSTAN_HELM", value_name = "PATH")]
+    pub helm: Option<String>,
+    /// Path of the kustomize binary (default: kustomize, else `kubectl kustomize`).
+    #[arg(long, value_name = "PATH")]
+    pub kustomize: Option<String>,
+    /// Time limit for an external renderer.
+    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
+    pub render_timeout: Duration,
+}
+
+/// How to reach the cluster.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// Path of the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people (coloured on a terminal).
+    Text,
+    /// For scripts.
+    Json,
+    /// YAML (render only).
+    Yaml,
+    /// For pull-request comments (diff only).
+    Markdown,
+}

@@ -1,0 +1,177 @@
+//! `capstan apply`: render, apply, prune — the push-based delivery for CI pipelines.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_core::Outcome;
+use capstan_engine::destination::Destination;
+use capstan_engine::sync::{self, Progress, SyncOptions};
+use clap::Args;
+use serde_json::json;
+
+use crate::args::{ClusterArgs, Format, SourceArgs};
+use crate::print;
+
+/// Render a source and apply it to the cluster, pruning what left it.
+#[derive(Debug, Args)]
+pub struct ApplyCommand {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// The application name: labels the objects and names the inventory used for pruning.
+    #[arg(long, value_parser = app_name)]
+    app: String,
+    /// Namespace for namespaced objects that name none.
+    #[arg(long, short = 'n', default_value = "default")]
+    namespace: String,
+    /// Delete objects this application applied before that are no longer in the source.
+    #[arg(long)]
+    prune: bool,
+    /// Allow an empty render (with --prune it deletes everything the application applied).
+    #[arg(long)]
+    allow_empty: bool,
+    /// Wait until everything is healthy.
+    #[arg(long)]
+    wait: bool,
+    /// Time limit for each health wait.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Show what would change, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Take over fields that other field managers own.
+    #[arg(long)]
+    force_conflicts: bool,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Namespace where inventories are kept.
+    #[arg(long, default_value = capstan_engine::inventory::INVENTORY_NAMESPACE)]
+    inventory_namespace: String,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    output: Format,
+}
+
+/// Application names are RFC 1123 labels (they name a label value and a ConfigMap).
+pub fn app_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 53
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a valid application name: use lowercase letters, digits and '-', at most 53 characters"
+        ))
+    }
+}
+
+pub async fn run(args: ApplyCommand) -> anyhow::Result<ExitCode> {
+    let client = crate::kube::client(&args.cluster).await?;
+    let dest = Destination::new(client, &args.namespace);
+    let scopes = dest.scopes().await?;
+    let checkout = crate::source::checkout(&args.source, None).await?;
+    let desired =
+        crate::source::render(&checkout, &args.source.render, &args.namespace, &scopes).await?;
+    let text = args.output == Format::Text;
+    if text {
+        eprintln!(
+            "{} objects rendered from {}",
+            desired.len(),
+            print::revision_line(&checkout.revision)
+        );
+    }
+
+    let mut opts = SyncOptions::new(&args.app);
+    opts.prune = args.prune;
+    opts.allow_empty = args.allow_empty;
+    opts.wait = args.wait;
+    opts.timeout = args.timeout;
+    opts.dry_run = args.dry_run;
+    opts.inventory_namespace = args.inventory_namespace.clone();
+    opts.plan.force_conflicts = args.force_conflicts;
+    opts.plan.concurrency = args.concurrency.max(1);
+    let bar = (text && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        b
+    });
+    if let Some(b) = bar.clone() {
+        opts.progress = Some(Arc::new(move |p: &Progress| match p {
+            Progress::Planned {
+                to_apply, to_prune, ..
+            } => b.set_length((*to_apply + *to_prune) as u64),
+            Progress::Wave(w) => b.set_message(format!("wave {w}")),
+            Progress::Applied(id, o) | Progress::Pruned(id, o) if *o != Outcome::Unchanged => {
+                b.inc(1);
+                b.set_message(print::kubectl_name(id));
+            }
+            Progress::Waiting(pending) => b.set_message(format!(
+                "waiting for {} object(s) to become healthy",
+                pending.len()
+            )),
+            _ => {}
+        }));
+    }
+    let report = sync::sync(&dest, desired, &checkout.revision, &opts).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+
+    match args.output {
+        Format::Json | Format::Yaml => {
+            let doc = json!({
+                "application": args.app,
+                "revision": checkout.revision,
+                "dryRun": args.dry_run,
+                "changes": report.changes.entries,
+                "health": report.health,
+                "succeeded": report.succeeded(),
+                "error": report.error.as_ref().map(|e| e.to_string()),
+            });
+            if args.output == Format::Yaml {
+                crate::print::out(&capstan_engine::diff::to_yaml(&doc));
+            } else {
+                print::json(&doc);
+            }
+        }
+        _ => {
+            for e in &report.changes.entries {
+                if let Some(o) = &e.outcome {
+                    crate::outln!("{}", print::outcome_line(&e.object, o, args.dry_run));
+                }
+            }
+            if let Some(h) = &report.health {
+                crate::outln!("health: {}", h.state);
+                for e in &report.changes.entries {
+                    if let Some(h) = &e.health {
+                        crate::outln!("{}", print::health_line(&e.object, h));
+                    }
+                }
+            }
+            eprintln!(
+                "{} ({})",
+                print::summary(&report.changes),
+                print::revision_line(&checkout.revision)
+            );
+        }
+    }
+    match &report.error {
+        None => Ok(ExitCode::SUCCESS),
+        Some(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Building a kube client from `--kubeconfig` / `--context`, as kubectl does.
+
+use anyhow::Context;
+
+use crate::args::ClusterArgs;
+
+/// A client for the cluster the flags (or $KUBECONFIG, or ~/.kube/config) name.
+pub async fn client(args: &ClusterArgs) -> anyhow::Result<kube::Client> {
+    let opts = kube::config::KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .with_context(|| format!("loading kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::from_kubeconfig(&opts)
+            .await
+            .context("loading the kubeconfig ($KUBECONFIG or ~/.kube/config); pass --kubeconfig")?,
+    };
+    kube::Client::try_from(config).context("creating the Kubernetes client")
+}

@@ -1,0 +1,113 @@
+//! From source flags to a checkout and a desired set.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use capstan_engine::render::{
+    self, DesiredObject, HelmOptions, KustomizeOptions, RenderOptions, Scopes,
+};
+use capstan_engine::source::{Checkout, GitAuth, GitCache, GitSource, local};
+
+use crate::args::{RenderArgs, SourceArgs};
+
+/// The render options the flags ask for.
+pub fn render_options(args: &RenderArgs, namespace: &str) -> anyhow::Result<RenderOptions> {
+    let renderer = match &args.renderer {
+        Some(r) => Some(r.parse().map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    Ok(RenderOptions {
+        renderer,
+        include: args.include.clone(),
+        exclude: args.exclude.clone(),
+        kustomize: KustomizeOptions {
+            binary: args.kustomize.clone(),
+            timeout: args.render_timeout,
+            ..Default::default()
+        },
+        helm: HelmOptions {
+            binary: args.helm.clone(),
+            release_name: args.release_name.clone(),
+            namespace: Some(namespace.to_string()),
+            values_files: args.values_files.clone(),
+            set: args.set.clone(),
+            values: None,
+            timeout: args.render_timeout,
+        },
+    })
+}
+
+/// The Git source the flags name, if any.
+pub fn git_source(args: &SourceArgs) -> anyhow::Result<Option<GitSource>> {
+    let Some(repo) = &args.repo else {
+        return Ok(None);
+    };
+    let url = if repo.contains("://") || (repo.contains('@') && repo.contains(':')) {
+        repo.clone()
+    } else {
+        let path = Path::new(repo);
+        let abs = path.canonicalize().with_context(|| {
+            format!("repository {repo:?} is neither a URL nor an existing path")
+        })?;
+        format!("file://{}", abs.display())
+    };
+    let auth = match (&args.ssh_key, &args.git_username, &args.git_password) {
+        (Some(key), _, _) => GitAuth::SshKey { key: key.clone() },
+        (None, user, Some(password)) => GitAuth::Basic {
+            username: user.clone().unwrap_or_else(|| "git".into()),
+            password: password.clone(),
+        },
+        (None, Some(_), None) => bail!(
+            "--git-username needs a password or token (--git-password or CAPSTAN_GIT_PASSWORD)"
+        ),
+        (None, None, None) => GitAuth::None,
+    };
+    Ok(Some(GitSource { url, auth }))
+}
+
+/// Fetch (for a repository) and check out `revision` (or the flags' revision).
+pub async fn checkout(args: &SourceArgs, revision: Option<&str>) -> anyhow::Result<Checkout> {
+    match git_source(args)? {
+        None => {
+            let dir = args
+                .dir
+                .clone()
+                .context("give a SOURCE directory or --repo URL")?;
+            let mut checkout =
+                local::open(&dir).with_context(|| format!("reading {}", dir.display()))?;
+            checkout.path = args.path.clone();
+            Ok(checkout)
+        }
+        Some(src) => {
+            let cache = GitCache::new(
+                args.cache_dir
+                    .clone()
+                    .map(|d| d.join("git"))
+                    .unwrap_or_else(GitCache::default_dir),
+            );
+            let rev = revision
+                .map(str::to_string)
+                .or_else(|| args.revision.clone())
+                .unwrap_or_default();
+            let path = args.path.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<Checkout> {
+                cache.fetch(&src)?;
+                let revision = cache.resolve(&src, &rev)?;
+                Ok(cache.checkout(&src, &revision, &path)?)
+            })
+            .await
+            .context("the fetch task panicked")?
+        }
+    }
+}
+
+/// Render a checkout into the desired set.
+pub async fn render(
+    checkout: &Checkout,
+    args: &RenderArgs,
+    namespace: &str,
+    scopes: &Scopes,
+) -> anyhow::Result<Vec<DesiredObject>> {
+    let opts = render_options(args, namespace)?;
+    Ok(render::render(checkout, &opts, namespace, scopes).await?)
+}
