@@ -110,6 +110,14 @@ pub enum GitError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Credentials would travel in clear text.
+    #[error(
+        "refusing to send credentials to {url} over plain http; use https (plain http is allowed to loopback addresses only)"
+    )]
+    ClearTextCredentials {
+        /// Repository URL.
+        url: String,
+    },
     /// Fetching failed (network, authentication, protocol).
     #[error("fetching {url}: {message}")]
     Fetch {
@@ -258,6 +266,14 @@ impl GitCache {
         let dir = self.repo_dir(src);
         let lock = self.lock_for(&dir);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(src.auth, GitAuth::Basic { .. })
+            && src.url.starts_with("http://")
+            && !is_loopback(&src.url)
+        {
+            return Err(GitError::ClearTextCredentials {
+                url: src.display_url(),
+            });
+        }
         let repo = self.open(src)?;
         let url = src.display_url();
         let fetch_err = |e: &dyn std::fmt::Display| GitError::Fetch {
@@ -436,6 +452,25 @@ pub enum CheckoutError {
     /// A path or symlink escapes the repository.
     #[error(transparent)]
     Confine(#[from] super::ConfineError),
+}
+
+/// Whether an http(s) URL points at this machine.
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or("");
+    let host_port = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn shell_quote(s: &str) -> String {
@@ -802,6 +837,29 @@ mod tests {
         };
         assert_eq!(format!("{auth:?}"), "Basic(u, ***)");
         assert_eq!(redact("bad password s3cret", &auth), "bad password ***");
+    }
+
+    #[test]
+    fn clear_text_credentials_only_to_loopback() {
+        assert!(is_loopback("http://127.0.0.1:8080/app.git"));
+        assert!(is_loopback("http://u:p@localhost/app.git"));
+        assert!(is_loopback("http://[::1]:99/x"));
+        assert!(!is_loopback("http://git.example.com/app.git"));
+        let cache = GitCache::new(tempfile::tempdir().unwrap().path());
+        let src = GitSource {
+            url: "http://git.example.com/app.git".into(),
+            auth: GitAuth::Basic {
+                username: "u".into(),
+                password: "p".into(),
+            },
+        };
+        let err = cache.fetch(&src).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "refusing to send credentials to http://git.example.com/app.git over plain http"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
