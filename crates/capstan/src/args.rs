@@ -35,6 +35,10 @@ pub struct SourceArgs {
     /// Private key file for SSH.
     #[arg(long, value_name = "FILE", requires = "repo")]
     pub ssh_key: Option<PathBuf>,
+    /// known_hosts file pinning the SSH server's key (default: trust the first key seen,
+    /// remembered in Capstan's cache, never in ~/.ssh).
+    #[arg(long, value_name = "FILE", requires = "ssh_key")]
+    pub ssh_known_hosts: Option<PathBuf>,
     /// Directory of the Git cache (default ~/.cache/capstan/git).
     #[arg(long, env = "CAPSTAN_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

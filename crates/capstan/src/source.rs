@@ -52,7 +52,10 @@ pub fn git_source(args: &SourceArgs) -> anyhow::Result<Option<GitSource>> {
         format!("file://{}", abs.display())
     };
     let auth = match (&args.ssh_key, &args.git_username, &args.git_password) {
-        (Some(key), _, _) => GitAuth::SshKey { key: key.clone() },
+        (Some(key), _, _) => GitAuth::SshKey {
+            key: key.clone(),
+            known_hosts: args.ssh_known_hosts.clone(),
+        },
         (None, user, Some(password)) => GitAuth::Basic {
             username: user.clone().unwrap_or_else(|| "git".into()),
             password: password.clone(),

@@ -32,6 +32,9 @@ pub struct PlanOptions {
     pub ignore_differences: Vec<IgnoreRule>,
     /// How many requests run at once.
     pub concurrency: usize,
+    /// Dry-run objects that do not exist yet, to validate them and show what the
+    /// server would store (a diff wants this; a sync does not: the apply validates).
+    pub dry_run_creates: bool,
 }
 
 impl PlanOptions {
@@ -43,6 +46,7 @@ impl PlanOptions {
             force_conflicts: false,
             ignore_differences: Vec::new(),
             concurrency: 16,
+            dry_run_creates: true,
         }
     }
 }
@@ -344,6 +348,15 @@ async fn plan_one(
         }
         Err(e) => return Err(e.into()),
     };
+    if live.is_none() && !opts.dry_run_creates {
+        return Ok(PlannedObject {
+            desired,
+            live,
+            change: Change::Create,
+            adopt: false,
+            error: None,
+        });
+    }
     let mut pp = PatchParams::apply(&opts.field_manager).dry_run();
     pp.force = opts.force_conflicts;
     let merged = match api

@@ -446,7 +446,7 @@ fn serve(
         Ok((status, bytes)) => {
             record.status = status;
             record.body_bytes = bytes;
-            finish(shared, record);
+            lock(&shared.log).push(record);
             Ok(keep_alive)
         }
         Err((status, bytes, e)) => {
@@ -459,9 +459,13 @@ fn serve(
 }
 
 fn finish(shared: &Shared, record: RequestRecord) {
-    shared.requests.fetch_add(1, Ordering::SeqCst);
-    shared.bytes.fetch_add(record.body_bytes, Ordering::SeqCst);
+    count(shared, record.body_bytes);
     lock(&shared.log).push(record);
+}
+
+fn count(shared: &Shared, body_bytes: u64) {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    shared.bytes.fetch_add(body_bytes, Ordering::SeqCst);
 }
 
 fn authorized(header: Option<&str>, auth: &BasicAuth) -> bool {
@@ -727,7 +731,7 @@ fn run_cgi(
     };
 
     let result = match stdout {
-        Some(out) => stream_cgi_response(BufReader::new(out), writer, keep_alive),
+        Some(out) => stream_cgi_response(BufReader::new(out), writer, keep_alive, shared),
         None => Err((0, 0, io::Error::other("no stdout from git http-backend"))),
     };
 
@@ -776,6 +780,7 @@ fn stream_cgi_response(
     mut out: impl BufRead,
     w: &mut BufWriter<TcpStream>,
     keep_alive: bool,
+    shared: &Shared,
 ) -> Result<(u16, u64), CgiError> {
     let headers = match read_headers(&mut out) {
         Ok(h) => h,
@@ -839,6 +844,9 @@ fn stream_cgi_response(
         // Let progress (side-band) reach the client as the backend produces it.
         w.flush().map_err(io_err(bytes))?;
     }
+    // Count the request before the client can see its end, so counters read right
+    // after a fetch include it (the log entry follows when the backend has exited).
+    count(shared, bytes);
     if keep_alive {
         w.write_all(b"0\r\n\r\n").map_err(io_err(bytes))?;
     }

@@ -7,6 +7,7 @@
 //! - [`cluster`] — the embedded Kubernetes API server on its own runtime, with the
 //!   real `kubectl` and a kube-rs client pointed at it.
 //! - [`process`] — running child processes bounded in time.
+//! - [`ssh`] — OpenSSH's `sshd` on loopback with generated keys, for git over SSH.
 //! - [`tools`] — locating helper binaries the tests need (helm).
 //!
 //! Everything panics with a clear message when the environment is not what the tests
@@ -16,8 +17,10 @@ pub mod cluster;
 pub mod git;
 pub mod process;
 pub mod repo;
+pub mod ssh;
 pub mod tools;
 
 pub use cluster::TestCluster;
 pub use git::{BasicAuth, GitServer};
 pub use repo::TestRepo;
+pub use ssh::SshServer;

@@ -234,7 +234,12 @@ pub async fn render(
     namespace: &str,
     scopes: &Scopes,
 ) -> Result<Vec<DesiredObject>, RenderError> {
-    let raw = render_raw(checkout, opts).await?;
+    let mut opts = opts.clone();
+    if opts.helm.namespace.is_none() && !namespace.is_empty() {
+        // Helm's .Release.Namespace is the destination namespace unless told otherwise.
+        opts.helm.namespace = Some(namespace.to_string());
+    }
+    let raw = render_raw(checkout, &opts).await?;
     normalize::normalize(raw, namespace, scopes)
 }
 

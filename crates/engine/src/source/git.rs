@@ -42,6 +42,10 @@ pub enum GitAuth {
     SshKey {
         /// Path of the private key.
         key: PathBuf,
+        /// Known-hosts file pinning the server's key (checked strictly). Without one,
+        /// the first key seen is trusted and remembered in the cache's own
+        /// `known_hosts` — never in the user's `~/.ssh`.
+        known_hosts: Option<PathBuf>,
     },
 }
 
@@ -51,7 +55,7 @@ impl std::fmt::Debug for GitAuth {
         match self {
             GitAuth::None => f.write_str("None"),
             GitAuth::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
-            GitAuth::SshKey { key } => write!(f, "SshKey({})", key.display()),
+            GitAuth::SshKey { key, .. } => write!(f, "SshKey({})", key.display()),
         }
     }
 }
@@ -266,25 +270,32 @@ impl GitCache {
         let dir = self.repo_dir(src);
         let lock = self.lock_for(&dir);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        if matches!(src.auth, GitAuth::Basic { .. })
-            && src.url.starts_with("http://")
-            && !is_loopback(&src.url)
-        {
+        let has_credentials =
+            matches!(src.auth, GitAuth::Basic { .. }) || src.display_url() != src.url;
+        if has_credentials && src.url.starts_with("http://") && !is_loopback(&src.url) {
             return Err(GitError::ClearTextCredentials {
                 url: src.display_url(),
             });
         }
+        // HTTPS (reqwest/rustls) needs the process-wide provider; the binary installs
+        // it, a library caller may not have.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let repo = self.open(src)?;
         let url = src.display_url();
-        let fetch_err = |e: &dyn std::fmt::Display| GitError::Fetch {
+        let fetch_err = |e: &dyn std::error::Error| GitError::Fetch {
             url: url.clone(),
-            message: redact(&format!("{e:#}"), &src.auth),
+            message: redact(&describe(e, &src.auth), &src.auth),
         };
         let mut repo = repo;
-        if let GitAuth::SshKey { key } = &src.auth {
+        if let GitAuth::SshKey { key, known_hosts } = &src.auth {
+            let (file, checking) = match known_hosts {
+                Some(f) => (f.clone(), "yes"),
+                None => (self.root.join("known_hosts"), "accept-new"),
+            };
             let cmd = format!(
-                "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
-                shell_quote(&key.display().to_string())
+                "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking={checking}",
+                shell_quote(&key.display().to_string()),
+                shell_quote(&file.display().to_string()),
             );
             let mut cfg = repo.config_snapshot_mut();
             cfg.set_raw_value("core.sshCommand", cmd.as_str())
@@ -298,6 +309,8 @@ impl GitCache {
                 [
                     "+refs/heads/*:refs/remotes/origin/*",
                     "+refs/tags/*:refs/tags/*",
+                    // the remote's default branch, so an empty revision or HEAD follows it
+                    "+HEAD:refs/remotes/origin/HEAD",
                 ],
                 gix::remote::Direction::Fetch,
             )
@@ -317,6 +330,12 @@ impl GitCache {
                     },
                     next: ctx.into(),
                 }))
+            }
+            (gix::credentials::helper::Action::Get(_), GitAuth::SshKey { key, .. }) => {
+                Err(gix::error::Error::from_error(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("the SSH server refused the key {}", key.display()),
+                )))
             }
             // No helpers, no prompts: without credentials the fetch fails clearly.
             _ => Ok(None),
@@ -454,6 +473,48 @@ pub enum CheckoutError {
     Confine(#[from] super::ConfineError),
 }
 
+/// A fetch error as one line: every cause in the chain, the useful words first.
+fn describe(e: &dyn std::error::Error, auth: &GitAuth) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        let text = text
+            .strip_prefix("Message { message: \"")
+            .and_then(|t| {
+                t.split("\", class")
+                    .next()
+                    .or_else(|| t.strip_suffix("\" }"))
+            })
+            .map(str::to_string)
+            .unwrap_or(text);
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    let all = parts.join(": ");
+    if all.contains("No credentials were returned")
+        || all.contains("401")
+        || all.contains("Unauthenticated")
+    {
+        return match auth {
+            GitAuth::None => {
+                "authentication required: the server asks for credentials and none were given"
+                    .into()
+            }
+            GitAuth::Basic { username, .. } => format!(
+                "authentication failed: the server refused the credentials of user {username:?}"
+            ),
+            GitAuth::SshKey { key, .. } => format!(
+                "authentication failed: the SSH server refused the key {}",
+                key.display()
+            ),
+        };
+    }
+    all
+}
+
 /// Whether an http(s) URL points at this machine.
 fn is_loopback(url: &str) -> bool {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
@@ -495,6 +556,9 @@ fn prune_stale_refs(repo: &gix::Repository, remote_names: &[String]) {
     let mut stale = Vec::new();
     for r in all.flatten() {
         let name = r.name().as_bstr().to_str_lossy().into_owned();
+        if name == "refs/remotes/origin/HEAD" {
+            continue;
+        }
         let upstream = if let Some(branch) = name.strip_prefix("refs/remotes/origin/") {
             format!("refs/heads/{branch}")
         } else if name.starts_with("refs/tags/") {
@@ -654,6 +718,7 @@ fn branch_names(repo: &gix::Repository) -> Vec<String> {
                 .as_bstr()
                 .to_str_lossy()
                 .strip_prefix("refs/remotes/origin/")
+                .filter(|b| *b != "HEAD")
                 .map(str::to_string)
         })
         .collect()
@@ -860,6 +925,13 @@ mod tests {
             ),
             "{err}"
         );
+        let in_url = GitSource::new("http://u:token@git.example.com/app.git");
+        let err = cache.fetch(&in_url).unwrap_err();
+        assert!(
+            err.to_string().starts_with("refusing to send credentials"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("token"), "{err}");
     }
 
     #[test]

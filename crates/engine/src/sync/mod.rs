@@ -190,7 +190,10 @@ async fn run(
     let app = opts.plan.application.clone();
     let store = InventoryStore::new(dest.client().clone(), &opts.inventory_namespace);
     let previous = store.load(&app).await?;
-    let plan = plan::plan(dest, &desired, &previous, &opts.plan).await?;
+    // The applies validate creates themselves; a dry run only asks for them to preview.
+    let mut plan_opts = opts.plan.clone();
+    plan_opts.dry_run_creates = opts.dry_run;
+    let plan = plan::plan(dest, &desired, &previous, &plan_opts).await?;
     let to_apply = plan
         .objects
         .iter()
