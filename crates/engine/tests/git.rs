@@ -3,7 +3,6 @@
 //! and checking out trees that must stay inside the repository.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use capstan_engine::source::git::{CheckoutError, FetchReport};
 use capstan_engine::source::{ConfineError, GitAuth, GitCache, GitError, GitSource};
