@@ -340,8 +340,9 @@ pub fn apply(
     (gr, name): (&GroupResource, &str),
     now: &str,
 ) -> Result<Value> {
-    let mut config = tracked(config, w.scope);
-    fill_key_defaults(&mut config, &w.schema);
+    // Defaulted key fields (a port's `protocol`) identify list items but are not owned
+    // by the applier unless it applied them, as in kube-apiserver.
+    let config = tracked(config, w.scope);
     let applied_set = FieldSet::of_object(&config, &w.schema);
     let base = live.cloned().unwrap_or_else(|| json!({}));
     let mut merged = base.clone();

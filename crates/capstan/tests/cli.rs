@@ -658,3 +658,129 @@ fn diff_between_two_commits_needs_no_cluster() {
     ];
     assert_eq!(e.capstan(&same).status.code(), Some(0));
 }
+
+#[test]
+fn context_selects_the_cluster_and_every_command_speaks_json() {
+    let e = Env::new();
+    e.repo.write("deploy/ns.yaml", NAMESPACE);
+    e.repo.write("deploy/a.yaml", cm("a", "1"));
+    e.repo.commit("first");
+    // a kubeconfig whose current context points nowhere; --context picks the real one
+    let kc = e
+        .cluster
+        .kubeconfig_yaml()
+        .replace("current-context: capstan", "current-context: nowhere")
+        + "---\n";
+    let kc = kc.trim_end_matches("---\n").to_string();
+    let mut doc: serde_json::Value = serde_saphyr::from_str(&kc).unwrap();
+    doc["contexts"].as_array_mut().unwrap().push(
+        serde_json::json!({"name": "nowhere", "context": {"cluster": "void", "user": "capstan"}}),
+    );
+    doc["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "void", "cluster": {"server": "https://127.0.0.1:1"}}));
+    let path = e.cache.path().join("two-contexts.yaml");
+    std::fs::write(&path, serde_json::to_string(&doc).unwrap()).unwrap();
+    let p = path.display().to_string();
+    let url = e.server.url("app.git");
+    let base = [
+        "--repo",
+        url.as_str(),
+        "--git-username",
+        USER,
+        "--path",
+        "deploy",
+    ];
+
+    let mut apply = vec!["apply"];
+    apply.extend(base);
+    apply.extend(["--app", "ctx", "--namespace", "demo", "--kubeconfig", &p]);
+    assert!(
+        !e.capstan(&apply).status.success(),
+        "the current context reaches no cluster"
+    );
+    apply.extend(["--context", "capstan"]);
+    ok(&e.capstan(&apply));
+
+    let mut render = vec!["render"];
+    render.extend(base);
+    render.extend(["-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&ok(&e.capstan(&render))).unwrap();
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+
+    e.repo.write("deploy/a.yaml", cm("a", "2"));
+    e.repo.commit("second");
+    let mut diff = vec!["diff"];
+    diff.extend(base);
+    diff.extend([
+        "--app",
+        "ctx",
+        "--namespace",
+        "demo",
+        "--kubeconfig",
+        &p,
+        "--context",
+        "capstan",
+        "-o",
+        "json",
+    ]);
+    let o = e.capstan(&diff);
+    assert_eq!(o.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(doc["changes"][0]["action"], "update");
+    assert_eq!(doc["changes"][0]["object"]["name"], "a");
+}
+
+#[test]
+fn the_diff_is_coloured_on_a_terminal_and_plain_in_a_pipe() {
+    let e = Env::new();
+    e.repo.write("deploy/ns.yaml", NAMESPACE);
+    e.repo.write("deploy/a.yaml", cm("a", "1"));
+    e.repo.commit("first");
+    ok(&e.apply(&[]));
+    e.repo.write("deploy/a.yaml", cm("a", "2"));
+    e.repo.commit("second");
+    let kc = e.cluster.kubeconfig_path().display().to_string();
+    let cmdline = format!(
+        "{} diff --repo {} --git-username {USER} --path deploy --app demo --namespace demo --kubeconfig {kc}",
+        env!("CARGO_BIN_EXE_capstan"),
+        e.server.url("app.git")
+    );
+    // `script` gives the command a pseudo-terminal, as a developer's shell would.
+    let mut cmd = Command::new("script");
+    cmd.args(["-qefc", &cmdline, "/dev/null"])
+        .env("CAPSTAN_CACHE_DIR", e.cache.path())
+        .env("CAPSTAN_GIT_PASSWORD", PASSWORD)
+        .env_remove("NO_COLOR");
+    let tty = capstan_testkit::process::run(cmd, None, Duration::from_secs(60));
+    let text = out(&tty);
+    assert!(
+        text.contains("\x1b[32m+  key: \"2\""),
+        "green additions on a terminal: {text:?}"
+    );
+    assert!(
+        text.contains("\x1b[31m-  key: \"1\""),
+        "red removals on a terminal: {text:?}"
+    );
+    let plain = out(&e.capstan(&[
+        "diff",
+        "--repo",
+        &e.server.url("app.git"),
+        "--git-username",
+        USER,
+        "--path",
+        "deploy",
+        "--app",
+        "demo",
+        "--namespace",
+        "demo",
+        "--kubeconfig",
+        &kc,
+    ]));
+    assert!(
+        plain.contains("+  key: \"2\"") && !plain.contains('\x1b'),
+        "{plain:?}"
+    );
+}

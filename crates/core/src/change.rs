@@ -85,17 +85,36 @@ pub struct Entry {
 
 /// Everything a plan or sync covers, in the order objects were handled. Returned even
 /// when a sync fails part-way.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ChangeSet {
     /// One entry per object.
     pub entries: Vec<Entry>,
+    /// Position of each object in `entries` (rebuilt when stale, e.g. after deserializing).
+    #[serde(skip)]
+    index: std::collections::HashMap<ObjectRef, usize>,
 }
+
+impl PartialEq for ChangeSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for ChangeSet {}
 
 impl ChangeSet {
     /// The entry of an object, created if absent.
     pub fn entry(&mut self, object: &ObjectRef) -> &mut Entry {
-        match self.entries.iter().position(|e| &e.object == object) {
-            Some(i) => &mut self.entries[i],
+        if self.index.len() != self.entries.len() {
+            self.index = self
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.object.clone(), i))
+                .collect();
+        }
+        let i = match self.index.get(object) {
+            Some(&i) => i,
             None => {
                 self.entries.push(Entry {
                     object: object.clone(),
@@ -103,9 +122,11 @@ impl ChangeSet {
                     outcome: None,
                     health: None,
                 });
-                self.entries.last_mut().expect("just pushed")
+                self.index.insert(object.clone(), self.entries.len() - 1);
+                self.entries.len() - 1
             }
-        }
+        };
+        &mut self.entries[i]
     }
 
     /// Whether any planned change is a drift (create, update or prune).

@@ -271,6 +271,12 @@ pub fn keeps_owned_fields(applied: &Value, live: &Value, manager: &str) -> Optio
 
 /// Whether every path of a FieldsV1 tree exists in `obj`.
 fn covers(fields: &Value, obj: &Value) -> bool {
+    covers_item(fields, obj, None)
+}
+
+/// [`covers`] for a node that is a keyed list item (`key`): its key fields are implied
+/// by the key even when the applied item omits a defaulted one (`protocol: TCP`).
+fn covers_item(fields: &Value, obj: &Value, key: Option<&serde_json::Map<String, Value>>) -> bool {
     let Some(map) = fields.as_object() else {
         return true;
     };
@@ -278,13 +284,17 @@ fn covers(fields: &Value, obj: &Value) -> bool {
         if k == "." {
             return true;
         }
-        let child = if let Some(f) = k.strip_prefix("f:") {
-            obj.get(f)
-        } else if let Some(key) = k.strip_prefix("k:") {
-            let Ok(Value::Object(want)) = serde_json::from_str::<Value>(key) else {
+        if let Some(f) = k.strip_prefix("f:") {
+            return match obj.get(f) {
+                Some(c) => covers_item(sub, c, None),
+                None => key.is_some_and(|key| key.contains_key(f)),
+            };
+        }
+        if let Some(key_json) = k.strip_prefix("k:") {
+            let Ok(Value::Object(want)) = serde_json::from_str::<Value>(key_json) else {
                 return false;
             };
-            obj.as_array().and_then(|items| {
+            let item = obj.as_array().and_then(|items| {
                 items.iter().find(|item| {
                     want.iter().all(|(wk, wv)| match item.get(wk) {
                         Some(v) => values_equal(v, wv),
@@ -292,8 +302,10 @@ fn covers(fields: &Value, obj: &Value) -> bool {
                         None => wk == "protocol" && wv == "TCP",
                     })
                 })
-            })
-        } else if let Some(v) = k.strip_prefix("v:") {
+            });
+            return item.is_some_and(|item| covers_item(sub, item, Some(&want)));
+        }
+        let child = if let Some(v) = k.strip_prefix("v:") {
             let Ok(want) = serde_json::from_str::<Value>(v) else {
                 return false;
             };
@@ -304,10 +316,7 @@ fn covers(fields: &Value, obj: &Value) -> bool {
         } else {
             return false;
         };
-        match child {
-            Some(c) => covers(sub, c),
-            None => false,
-        }
+        child.is_some_and(|c| covers_item(sub, c, None))
     })
 }
 

@@ -224,7 +224,13 @@ pub async fn plan(
     opts: &PlanOptions,
 ) -> Result<Plan, PlanError> {
     let applied: Vec<DesiredObject> = desired.iter().map(|d| applied_form(d, opts)).collect();
+    let t = std::time::Instant::now();
     let live = read_live(dest, &applied, opts.concurrency).await?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        objects = live.len(),
+        "read the live objects"
+    );
     let crd_kinds: Vec<(String, String)> = applied
         .iter()
         .filter(|d| d.id.kind == "CustomResourceDefinition")
@@ -267,10 +273,14 @@ pub async fn plan(
         .into_iter()
         .map(|(_, p)| p)
         .collect::<Result<Vec<_>, _>>()?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "planned each object");
+    let t = std::time::Instant::now();
 
+    let desired_ids: std::collections::HashSet<&ObjectRef> =
+        desired.iter().map(|d| &d.id).collect();
     let mut prune = Vec::new();
     for entry in previous.entries() {
-        if desired.iter().any(|d| d.id == entry.id) {
+        if desired_ids.contains(&entry.id) {
             continue;
         }
         let api = match dest.api_for(&entry.api_version, &entry.id).await {
@@ -305,6 +315,11 @@ pub async fn plan(
             entry,
         });
     }
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        candidates = prune.len(),
+        "found prune candidates"
+    );
     Ok(Plan { objects, prune })
 }
 
@@ -348,6 +363,7 @@ async fn plan_one(
         }
         Err(e) => return Err(e.into()),
     };
+    tracing::trace!(object = %desired.id, exists = live.is_some(), "needs a server-side dry run");
     if live.is_none() && !opts.dry_run_creates {
         return Ok(PlannedObject {
             desired,

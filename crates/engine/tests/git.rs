@@ -227,7 +227,12 @@ fn a_fetch_after_one_new_commit_receives_fewer_objects_and_bytes_than_the_first(
     f.server.reset_stats();
     let third = f.fetch();
     assert_eq!(third, FetchReport::default(), "nothing new to receive");
-    assert!(f.server.bytes_served() < second_bytes);
+    let third_bytes = f.server.bytes_served();
+    assert!(
+        third_bytes < second_bytes,
+        "third fetch served {third_bytes}, second {second_bytes}: {:?}",
+        f.server.request_log()
+    );
     assert_eq!(f.resolve("main"), second_sha);
 }
 

@@ -390,6 +390,7 @@ fn serve(
             let keep = keep_alive && !head.has_body();
             let realm = format!("Basic realm=\"{REALM}\"");
             let body = "authentication required\n";
+            count(shared, body.len() as u64);
             let result = simple_response(
                 writer,
                 401,
@@ -400,7 +401,7 @@ fn serve(
             );
             record.status = 401;
             record.body_bytes = body.len() as u64;
-            finish(shared, record);
+            lock(&shared.log).push(record);
             return result.map(|()| keep);
         }
         record.user = Some(auth.user.clone());
@@ -414,10 +415,11 @@ fn serve(
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::InvalidData => {
             let msg = format!("{e}\n");
+            count(shared, msg.len() as u64);
             let result = simple_response(writer, 400, "Bad Request", &[], &msg, false);
             record.status = 400;
             record.body_bytes = msg.len() as u64;
-            finish(shared, record);
+            lock(&shared.log).push(record);
             return result.map(|()| false);
         }
         Err(e) => return Err(e),
@@ -426,10 +428,11 @@ fn serve(
 
     if !path.starts_with('/') || path.split('/').any(|s| s == "..") || path.contains('\0') {
         let msg = "not found\n";
+        count(shared, msg.len() as u64);
         let result = simple_response(writer, 404, "Not Found", &[], msg, keep_alive);
         record.status = 404;
         record.body_bytes = msg.len() as u64;
-        finish(shared, record);
+        lock(&shared.log).push(record);
         return result.map(|()| keep_alive);
     }
 
@@ -452,15 +455,10 @@ fn serve(
         Err((status, bytes, e)) => {
             record.status = status;
             record.body_bytes = bytes;
-            finish(shared, record);
+            lock(&shared.log).push(record);
             Err(e)
         }
     }
-}
-
-fn finish(shared: &Shared, record: RequestRecord) {
-    count(shared, record.body_bytes);
-    lock(&shared.log).push(record);
 }
 
 fn count(shared: &Shared, body_bytes: u64) {
@@ -822,6 +820,9 @@ fn stream_cgi_response(
         response.push_str("Connection: close\r\n\r\n");
     }
     let io_err = |bytes: u64| move |e: io::Error| (status, bytes, e);
+    // Counters move before the bytes they count are written: a client can act on a
+    // response (git's pkt-lines say where it ends) before the HTTP body is closed.
+    count(shared, 0);
     w.write_all(response.as_bytes()).map_err(io_err(0))?;
 
     let mut bytes = 0u64;
@@ -833,6 +834,7 @@ fn stream_cgi_response(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err((status, bytes, e)),
         };
+        shared.bytes.fetch_add(n as u64, Ordering::SeqCst);
         if keep_alive {
             write!(w, "{n:x}\r\n").map_err(io_err(bytes))?;
             w.write_all(&buf[..n]).map_err(io_err(bytes))?;
@@ -844,9 +846,6 @@ fn stream_cgi_response(
         // Let progress (side-band) reach the client as the backend produces it.
         w.flush().map_err(io_err(bytes))?;
     }
-    // Count the request before the client can see its end, so counters read right
-    // after a fetch include it (the log entry follows when the backend has exited).
-    count(shared, bytes);
     if keep_alive {
         w.write_all(b"0\r\n\r\n").map_err(io_err(bytes))?;
     }

@@ -74,12 +74,23 @@ pub fn app_name(s: &str) -> Result<String, String> {
 }
 
 pub async fn run(args: ApplyCommand) -> anyhow::Result<ExitCode> {
+    let t = std::time::Instant::now();
     let client = crate::kube::client(&args.cluster).await?;
     let dest = Destination::new(client, &args.namespace);
     let scopes = dest.scopes().await?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        "discovered the cluster"
+    );
+    let t = std::time::Instant::now();
     let checkout = crate::source::checkout(&args.source, None).await?;
     let desired =
         crate::source::render(&checkout, &args.source.render, &args.namespace, &scopes).await?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        objects = desired.len(),
+        "rendered"
+    );
     let text = args.output == Format::Text;
     if text {
         eprintln!(

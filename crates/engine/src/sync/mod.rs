@@ -189,7 +189,10 @@ async fn run(
     }
     let app = opts.plan.application.clone();
     let store = InventoryStore::new(dest.client().clone(), &opts.inventory_namespace);
+    let t = std::time::Instant::now();
     let previous = store.load(&app).await?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "loaded the inventory");
+    let t = std::time::Instant::now();
     // The applies validate creates themselves; a dry run only asks for them to preview.
     let mut plan_opts = opts.plan.clone();
     plan_opts.dry_run_creates = opts.dry_run;
@@ -200,6 +203,12 @@ async fn run(
         .filter(|o| o.change.is_drift() || o.adopt || o.error.is_some())
         .count();
     let to_prune = plan.prune.iter().filter(|p| p.exists && !p.keep).count();
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        to_apply,
+        to_prune,
+        "planned"
+    );
     opts.tell(Progress::Planned {
         objects: plan.objects.len(),
         to_apply,
