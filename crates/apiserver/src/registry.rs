@@ -228,6 +228,17 @@ const BUILTINS: &[BuiltinRow] = &[
         NONE,
     ),
     (
+        "events.k8s.io",
+        "v1",
+        "Event",
+        "events",
+        true,
+        &[],
+        false,
+        false,
+        NONE,
+    ),
+    (
         "",
         "v1",
         "Endpoints",

@@ -256,6 +256,7 @@ pub fn decode_builtin(
         ("", "ServiceAccount") => api::core::v1::ServiceAccount,
         ("", "Pod") => api::core::v1::Pod,
         ("", "Event") => api::core::v1::Event,
+        ("events.k8s.io", "Event") => api::events::v1::Event,
         ("", "Endpoints") => api::core::v1::Endpoints,
         ("", "PersistentVolumeClaim") => api::core::v1::PersistentVolumeClaim,
         ("", "PersistentVolume") => api::core::v1::PersistentVolume,

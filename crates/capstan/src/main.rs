@@ -38,6 +38,55 @@ enum Command {
     Diff(commands::diff::DiffCommand),
     /// Render a source, apply it, prune what left it, and optionally wait for health.
     Apply(commands::apply::ApplyCommand),
+    /// Run everything on this machine: the embedded API server (unless a kubeconfig is
+    /// given), the CRDs, the Applications at PATH, and the controller.
+    Up(commands::up::UpCommand),
+    /// Run the controller (the pull-based operator) against a cluster.
+    Controller(commands::controller::ControllerCommand),
+    /// Install Capstan's CRDs in the cluster (or print them).
+    Install(InstallCommand),
+    /// Show Applications.
+    #[command(subcommand)]
+    Get(commands::apps::GetCommand),
+    /// Sync an Application now (optionally to another revision).
+    Sync(commands::apps::SyncCommand),
+    /// Show an Application's past syncs.
+    History(commands::apps::HistoryCommand),
+    /// Sync an Application to a past revision and turn automated sync off.
+    Rollback(commands::apps::RollbackCommand),
+    /// Compare an Application with Git now.
+    Refresh(commands::apps::AppCommand),
+    /// Stop syncing one Application.
+    Suspend(commands::apps::AppCommand),
+    /// Resume one Application, or (without APP) lift the emergency stop.
+    Resume(commands::apps::ResumeCommand),
+    /// The emergency stop: halt every sync until `capstan resume`.
+    Stop(commands::apps::StopCommand),
+    /// Read the audit log.
+    Audit(commands::apps::AuditCommand),
+}
+
+/// `capstan install`.
+#[derive(Debug, clap::Args)]
+struct InstallCommand {
+    /// Print the CRDs instead of applying them.
+    #[arg(long)]
+    print: bool,
+    #[command(flatten)]
+    cluster: args::ClusterArgs,
+}
+
+async fn install(cmd: InstallCommand) -> anyhow::Result<ExitCode> {
+    if cmd.print {
+        print::out(&capstan_controller::install::crds_yaml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let client = kube::client(&cmd.cluster).await?;
+    capstan_controller::install::install_crds(&client)
+        .await
+        .context("installing the CRDs")?;
+    eprintln!("CRDs installed: applications.capstan.dev, auditrecords.capstan.dev");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -68,6 +117,18 @@ fn main() -> ExitCode {
             Command::Render(a) => commands::render::run(a).await,
             Command::Diff(a) => commands::diff::run(a).await,
             Command::Apply(a) => commands::apply::run(a).await,
+            Command::Up(a) => commands::up::run(a).await,
+            Command::Controller(a) => commands::controller::run(a).await,
+            Command::Install(a) => install(a).await,
+            Command::Get(a) => commands::apps::get(a).await,
+            Command::Sync(a) => commands::apps::sync(a).await,
+            Command::History(a) => commands::apps::history(a).await,
+            Command::Rollback(a) => commands::apps::rollback(a).await,
+            Command::Refresh(a) => commands::apps::refresh(a).await,
+            Command::Suspend(a) => commands::apps::suspend(a).await,
+            Command::Resume(a) => commands::apps::resume(a).await,
+            Command::Stop(a) => commands::apps::stop(a).await,
+            Command::Audit(a) => commands::apps::audit(a).await,
         }
     });
     match result {

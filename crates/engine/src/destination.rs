@@ -50,6 +50,19 @@ impl Destination {
         }
     }
 
+    /// The same cluster (and discovery) with another default namespace.
+    pub fn with_namespace(&self, namespace: impl Into<String>) -> Self {
+        let namespace = namespace.into();
+        Destination {
+            client: self.client.clone(),
+            discovery: self.discovery.clone(),
+            namespace: if namespace.is_empty() {
+                "default".into()
+            } else {
+                namespace
+            },
+        }
+    }
     /// The kube client.
     pub fn client(&self) -> &kube::Client {
         &self.client
@@ -131,10 +144,8 @@ impl Destination {
         Ok(self.api(&ar, &caps, id.namespace.as_deref()))
     }
 
-    /// Kind scopes as the cluster serves them (for rendering).
+    /// Kind scopes as the cluster serves them (for rendering), from the cached discovery.
     pub async fn scopes(&self) -> Result<Scopes, DestinationError> {
-        Scopes::discover(&self.client)
-            .await
-            .map_err(|e| DestinationError::Discovery(Box::new(e)))
+        Ok(Scopes::from_discovery(&*self.discovery().await?))
     }
 }

@@ -194,14 +194,12 @@ async fn read_live(
                 }
             }
         } else {
-            let got: Vec<Result<(ObjectRef, Option<Value>), kube::Error>> = stream::iter(objs)
-                .map(|d| {
+            // Owned items: a stream closure taking a reference cannot be spawned (Send).
+            let ids: Vec<ObjectRef> = objs.iter().map(|d| d.id.clone()).collect();
+            let got: Vec<Result<(ObjectRef, Option<Value>), kube::Error>> = stream::iter(ids)
+                .map(|id| {
                     let api = api.clone();
-                    async move {
-                        api.get_opt(&d.id.name)
-                            .await
-                            .map(|o| (d.id.clone(), o.map(to_value)))
-                    }
+                    async move { api.get_opt(&id.name).await.map(|o| (id, o.map(to_value))) }
                 })
                 .buffer_unordered(concurrency.max(1))
                 .collect()

@@ -125,6 +125,11 @@ impl Scopes {
         let discovery = kube::discovery::Discovery::new(client.clone())
             .run()
             .await?;
+        Ok(Scopes::from_discovery(&discovery))
+    }
+
+    /// Everything a discovery found.
+    pub fn from_discovery(discovery: &kube::discovery::Discovery) -> Self {
         let mut kinds = HashMap::new();
         for group in discovery.groups() {
             for (ar, caps) in group.recommended_resources() {
@@ -137,10 +142,10 @@ impl Scopes {
                 );
             }
         }
-        Ok(Scopes {
+        Scopes {
             kinds,
             authoritative: true,
-        })
+        }
     }
 
     /// Learn the kinds defined by CRDs among the rendered objects.

@@ -77,6 +77,9 @@ pub struct SyncOptions {
     pub timeout: Duration,
     /// Namespace holding inventories.
     pub inventory_namespace: String,
+    /// Name of the inventory (default: the application name). The controller uses
+    /// `namespace.name`, since Applications in two namespaces may share a name.
+    pub inventory_key: Option<String>,
     /// Checked before each wave and before pruning.
     pub stop: Option<StopSignal>,
     /// Told about progress.
@@ -94,6 +97,7 @@ impl SyncOptions {
             wait: false,
             timeout: Duration::from_secs(300),
             inventory_namespace: crate::inventory::INVENTORY_NAMESPACE.to_string(),
+            inventory_key: None,
             stop: None,
             progress: None,
         }
@@ -187,7 +191,10 @@ async fn run(
     if desired.is_empty() && !opts.allow_empty {
         return Err(SyncError::EmptyRender);
     }
-    let app = opts.plan.application.clone();
+    let app = opts
+        .inventory_key
+        .clone()
+        .unwrap_or_else(|| opts.plan.application.clone());
     let store = InventoryStore::new(dest.client().clone(), &opts.inventory_namespace);
     let t = std::time::Instant::now();
     let previous = store.load(&app).await?;

@@ -67,8 +67,11 @@ pub async fn wait_healthy(
     let deadline = tokio::time::Instant::now() + timeout;
     let mut delay = Duration::from_millis(100);
     loop {
-        let all: Vec<(ObjectRef, Health)> = stream::iter(objects)
-            .map(|(v, id)| async move { (id.clone(), health_of(dest, v, id).await) })
+        let all: Vec<(ObjectRef, Health)> = stream::iter(objects.iter().cloned())
+            .map(|(v, id)| async move {
+                let h = health_of(dest, &v, &id).await;
+                (id, h)
+            })
             .buffered(16)
             .collect()
             .await;

@@ -1,0 +1,96 @@
+//! `capstan controller`: run the pull-based operator against a cluster.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use capstan_controller::{ControllerOptions, Election, SYSTEM_NAMESPACE};
+use clap::Args;
+
+use crate::args::ClusterArgs;
+
+/// Run the operator: keep every Application in sync.
+#[derive(Debug, Args)]
+pub struct ControllerCommand {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Namespace for the controller's own state (inventories, emergency stop, lease).
+    #[arg(long, default_value = SYSTEM_NAMESPACE)]
+    system_namespace: String,
+    /// Only manage Applications in this namespace (default: all).
+    #[arg(long)]
+    watch_namespace: Option<String>,
+    /// Elect a leader through a Lease, so several replicas can run.
+    #[arg(long)]
+    leader_elect: bool,
+    /// How long a leader's lease lasts without renewal.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
+    /// This replica's identity (default: host name and process id).
+    #[arg(long)]
+    identity: Option<String>,
+    /// Reconciles running at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Interval of Applications that set none.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Where the Git cache and credentials live.
+    #[arg(long, env = "CAPSTAN_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Do not install or update the CRDs at start.
+    #[arg(long)]
+    skip_crds: bool,
+}
+
+/// The options a `controller` command line asks for.
+pub fn options(cmd: &ControllerCommand) -> ControllerOptions {
+    let mut opts = ControllerOptions {
+        namespace: cmd.system_namespace.clone(),
+        watch_namespace: cmd.watch_namespace.clone(),
+        concurrency: cmd.concurrency.max(1),
+        default_interval: cmd.interval,
+        ..Default::default()
+    };
+    if let Some(id) = &cmd.identity {
+        opts.identity = id.clone();
+    }
+    if let Some(dir) = &cmd.state_dir {
+        opts.state_dir = dir.clone();
+    }
+    if cmd.leader_elect {
+        opts.election = Some(Election {
+            namespace: cmd.system_namespace.clone(),
+            name: "capstan-controller".into(),
+            identity: opts.identity.clone(),
+            lease_duration: cmd.lease_duration,
+            renew: (cmd.lease_duration / 3).max(Duration::from_millis(200)),
+        });
+    }
+    opts
+}
+
+pub async fn run(cmd: ControllerCommand) -> anyhow::Result<ExitCode> {
+    let client = crate::kube::client(&cmd.cluster).await?;
+    if !cmd.skip_crds {
+        capstan_controller::install::install_crds(&client)
+            .await
+            .context("installing the CRDs")?;
+    }
+    let opts = options(&cmd);
+    eprintln!(
+        "capstan controller {} running{}",
+        opts.identity,
+        if opts.election.is_some() {
+            " (leader election on)"
+        } else {
+            ""
+        }
+    );
+    tokio::select! {
+        res = capstan_controller::run(client, opts, None) => { res?; }
+        _ = super::apiserver::shutdown_signal() => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}

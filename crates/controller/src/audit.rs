@@ -1,0 +1,136 @@
+//! The audit log: an append-only record of every sync, rollback, stop/resume and
+//! suspend/resume — when, which Application, who or what triggered it, from which
+//! revision to which, the commit author, and what changed.
+//!
+//! Where it is kept: as `AuditRecord` objects (`capstan.dev/v1alpha1`) in the cluster,
+//! one immutable object per record, in the Application's namespace (the controller's
+//! namespace for cluster-wide actions), plus a Kubernetes Event on the Application.
+//! Not SQLite: the controller is stateless by design — after a crash it converges
+//! from the cluster and Git alone — and a local database would tie the log to one
+//! replica's disk, be invisible to the standby after a failover, and sit outside
+//! RBAC. Objects in the API are shared by every replica, durable in etcd, readable
+//! with `kubectl`, and protected by the same permissions as the Applications.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use kube::api::{Api, ListParams, PostParams};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One audited action.
+// kube-derive takes one `printcolumn(...)` per column, which clippy reads as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "capstan.dev",
+    version = "v1alpha1",
+    kind = "AuditRecord",
+    namespaced,
+    category = "capstan",
+    printcolumn(name = "Time", type_ = "string", json_path = ".spec.time"),
+    printcolumn(
+        name = "Application",
+        type_ = "string",
+        json_path = ".spec.application"
+    ),
+    printcolumn(name = "Action", type_ = "string", json_path = ".spec.action"),
+    printcolumn(name = "Result", type_ = "string", json_path = ".spec.result")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecordSpec {
+    /// When (RFC 3339).
+    pub time: String,
+    /// `namespace/name` of the Application, or `*` for cluster-wide actions.
+    pub application: String,
+    /// `sync`, `rollback`, `stop`, `resume`, `suspend`, `unsuspend`.
+    pub action: String,
+    /// What triggered it: `automated`, `manual`, `webhook`, `rollback`, `self-heal`, or the actor.
+    pub trigger: String,
+    /// Who asked (for manual actions), or the controller's identity.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub actor: String,
+    /// Revision before.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub from_revision: String,
+    /// Revision after.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub to_revision: String,
+    /// Commit author of the new revision.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub author: String,
+    /// Commit message (first line).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// How many objects each outcome had (`created: 2`, `pruned: 1`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub summary: BTreeMap<String, u32>,
+    /// `Succeeded`, `Failed`, `Stopped`, or empty for switches.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub result: String,
+    /// Details (an error, a reason).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub details: String,
+}
+
+/// Append a record in `namespace`.
+pub async fn append(
+    client: &kube::Client,
+    namespace: &str,
+    spec: AuditRecordSpec,
+) -> Result<(), kube::Error> {
+    let api: Api<AuditRecord> = Api::namespaced(client.clone(), namespace);
+    let base = spec
+        .application
+        .rsplit('/')
+        .next()
+        .unwrap_or("cluster")
+        .replace('*', "cluster");
+    let stamp: String = spec.time.chars().filter(|c| c.is_ascii_digit()).collect();
+    let suffix: String = {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        (0..5)
+            .map(|_| (b'a' + rng.random_range(0..26)) as char)
+            .collect()
+    };
+    let mut name = format!("{base}-{}-{}-{suffix}", spec.action, stamp);
+    name.truncate(253);
+    let record = AuditRecord::new(&name, spec);
+    api.create(&PostParams::default(), &record).await?;
+    Ok(())
+}
+
+/// Records, oldest first, optionally for one Application and since a time.
+pub async fn list(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    application: Option<&str>,
+    since: Option<jiff::Timestamp>,
+) -> Result<Vec<AuditRecordSpec>, kube::Error> {
+    let api: Api<AuditRecord> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut out: Vec<AuditRecordSpec> = api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|r| r.spec)
+        .filter(|r| {
+            application
+                .is_none_or(|a| r.application == a || r.application.rsplit('/').next() == Some(a))
+        })
+        .filter(|r| {
+            since.is_none_or(|s| {
+                r.time
+                    .parse::<jiff::Timestamp>()
+                    .map(|t| t >= s)
+                    .unwrap_or(true)
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.time.cmp(&b.time));
+    Ok(out)
+}

@@ -1,0 +1,364 @@
+//! The `Application` custom resource (`capstan.dev/v1alpha1`): what to deliver
+//! (source), where (destination), how (sync policy), and its observed state.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One unit of delivery: a source rendered and kept in sync with a destination.
+// kube-derive takes one `printcolumn(...)` per column, which clippy reads as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "capstan.dev",
+    version = "v1alpha1",
+    kind = "Application",
+    namespaced,
+    status = "ApplicationStatus",
+    shortname = "app",
+    shortname = "apps",
+    category = "capstan",
+    printcolumn(name = "Sync", type_ = "string", json_path = ".status.sync.status"),
+    printcolumn(name = "Health", type_ = "string", json_path = ".status.health.status"),
+    printcolumn(
+        name = "Revision",
+        type_ = "string",
+        json_path = ".status.sync.shortRevision"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationSpec {
+    /// Where the manifests come from.
+    pub source: SourceSpec,
+    /// Where they go.
+    #[serde(default)]
+    pub destination: DestinationSpec,
+    /// How syncing happens.
+    #[serde(default)]
+    pub sync_policy: SyncPolicy,
+    /// Fields to ignore when comparing (and leave alone when applying).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_differences: Vec<IgnoreDifference>,
+    /// Stop syncing this Application (drift is still reported).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+    /// How often to compare with Git, e.g. `2m` (default), `30s`, `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Applications (in the same namespace) that must be Healthy before this one syncs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+}
+
+/// A Git source.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSpec {
+    /// Repository URL (https://, http:// on loopback, ssh://, git@host:path, file://).
+    #[serde(rename = "repoURL")]
+    pub repo_url: String,
+    /// Branch, tag, commit SHA or semver range over tags; empty for the remote's HEAD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_revision: Option<String>,
+    /// Path inside the repository (default `.`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// A Secret in the Application's namespace with `username` and `password` (or
+    /// `token`), or `sshPrivateKey` (and optionally `knownHosts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    /// Directory renderer options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectorySpec>,
+    /// Kustomize renderer options (forces Kustomize).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kustomize: Option<KustomizeSpec>,
+    /// Helm renderer options (forces Helm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<HelmSpec>,
+}
+
+/// Options of the directory renderer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectorySpec {
+    /// Globs a file must match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Globs of files to leave out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+/// Options of the Kustomize renderer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizeSpec {
+    /// Extra arguments for `kustomize build`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build_options: Vec<String>,
+}
+
+/// Options of the Helm renderer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmSpec {
+    /// Release name (default: the Application's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_name: Option<String>,
+    /// Values files inside the repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub value_files: Vec<String>,
+    /// Values as a YAML document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<String>,
+    /// Single values, as `--set name=value`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<HelmParameter>,
+}
+
+/// One `--set` value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HelmParameter {
+    /// Dotted name.
+    pub name: String,
+    /// Value.
+    pub value: String,
+}
+
+/// Where objects go.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationSpec {
+    /// Namespace for namespaced objects that name none (default: the Application's namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// How and when to sync.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncPolicy {
+    /// Sync automatically; absent means a sync happens only when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automated: Option<Automated>,
+    /// Retries of failed syncs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// Allow an empty render (with prune on, it deletes everything the Application applied).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_empty: bool,
+}
+
+/// Automated sync.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Automated {
+    /// Delete objects that left the source.
+    #[serde(default)]
+    pub prune: bool,
+    /// Undo changes made to managed objects in the cluster.
+    #[serde(default)]
+    pub self_heal: bool,
+}
+
+/// Retries of failed syncs, with exponential backoff.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// How many retries before giving up until the next change (default 5).
+    #[serde(default = "default_retry_limit")]
+    pub limit: u32,
+    /// First delay, e.g. `5s` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_duration: Option<String>,
+    /// Multiplier per retry (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_factor: Option<u32>,
+    /// Longest delay, e.g. `3m` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_max_duration: Option<String>,
+}
+
+fn default_retry_limit() -> u32 {
+    5
+}
+
+/// Fields to ignore on some objects.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IgnoreDifference {
+    /// API group (empty for core); absent matches any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Kind.
+    pub kind: String,
+    /// Name; absent matches every object of the kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Namespace; absent matches any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// RFC 6901 pointers, e.g. `/spec/replicas`.
+    pub json_pointers: Vec<String>,
+}
+
+/// What the controller observed and did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationStatus {
+    /// The generation of the spec last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Synced, Healthy, Stalled, and others, as Kubernetes conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Whether the cluster matches Git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncStatus>,
+    /// Rolled-up health.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
+    /// Each managed object.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceStatus>,
+    /// The last (or current) sync operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_state: Option<OperationState>,
+    /// Past syncs, newest first (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+    /// When the Application was last compared with Git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciled_at: Option<String>,
+}
+
+/// A Kubernetes-style condition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Type, e.g. `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// CamelCase reason.
+    #[serde(default)]
+    pub reason: String,
+    /// Human message.
+    #[serde(default)]
+    pub message: String,
+    /// When the status last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    /// The generation this condition was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Sync status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    /// `Synced`, `OutOfSync` or `Unknown`.
+    pub status: String,
+    /// The commit compared against.
+    #[serde(default)]
+    pub revision: String,
+    /// Its first 7 characters, for `kubectl get`.
+    #[serde(default)]
+    pub short_revision: String,
+}
+
+/// Health status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthStatus {
+    /// `Healthy`, `Progressing`, `Degraded`, `Suspended`, `Missing` or `Unknown`.
+    pub status: String,
+    /// Why.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// One managed object.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceStatus {
+    /// API group.
+    #[serde(default)]
+    pub group: String,
+    /// apiVersion it is applied with.
+    #[serde(default)]
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace (empty for cluster-scoped).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// `Synced`, `OutOfSync` (with `requiresPruning` when it left Git).
+    pub status: String,
+    /// Its health, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
+    /// It left Git and waits to be pruned.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requires_pruning: bool,
+}
+
+/// A sync operation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationState {
+    /// `Running`, `Succeeded`, `Failed` or `Stopped`.
+    pub phase: String,
+    /// What happened.
+    #[serde(default)]
+    pub message: String,
+    /// The revision synced.
+    #[serde(default)]
+    pub revision: String,
+    /// What started it.
+    #[serde(default)]
+    pub trigger: String,
+    /// Start time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// End time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// How many objects each outcome had (`created: 3`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub summary: BTreeMap<String, u32>,
+}
+
+/// One past sync.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// Increasing id, for `capstan rollback APP ID`.
+    pub id: u64,
+    /// Commit SHA.
+    pub revision: String,
+    /// Commit author.
+    #[serde(default)]
+    pub author: String,
+    /// First line of the commit message.
+    #[serde(default)]
+    pub message: String,
+    /// When the sync finished.
+    pub deployed_at: String,
+    /// `automated`, `manual`, `webhook`, `rollback`, `self-heal`.
+    pub trigger: String,
+    /// `Succeeded`, `Failed` or `Stopped`.
+    pub result: String,
+}

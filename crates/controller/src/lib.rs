@@ -1,0 +1,457 @@
+//! Capstan's pull-based operator: every `Application` kept in sync with Git.
+//!
+//! It uses the engine unchanged — fetch, render, plan, sync, health — and adds what
+//! running continuously needs:
+//!
+//! - [`scheduler`]: each Application at its interval (with jitter), at once when its
+//!   spec changes or a refresh or sync is asked for, with backoff after failures;
+//! - [`tracker`]: watches on the managed kinds map changes back to Applications for
+//!   drift detection and self-heal (with its own growing, capped delay);
+//! - [`sources`]: one fetch per repository per window shared by all Applications,
+//!   one extracted tree per commit, rendered output cached;
+//! - [`stop`]: the emergency stop; [`leader`]: leader election; [`audit`]: the audit
+//!   log; [`reconcile`]: one Application from source to status.
+
+pub mod audit;
+pub mod crd;
+pub mod install;
+pub mod leader;
+pub mod reconcile;
+pub mod scheduler;
+pub mod sources;
+pub mod stop;
+pub mod tracker;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use capstan_engine::destination::Destination;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use rand::Rng;
+use serde_json::json;
+use tokio::time::Instant;
+
+pub use crd::{Application, ApplicationSpec, ApplicationStatus};
+pub use leader::{Election, LeaderFlag};
+pub use reconcile::{REFRESH_ANNOTATION, SYNC_ANNOTATION, SyncRequest, Trigger};
+pub use sources::{SourceOptions, Sources};
+pub use stop::StopFlag;
+
+use reconcile::AppMemory;
+use scheduler::{AppKey, Scheduler};
+
+/// The namespace the controller keeps its state in (inventories, the emergency stop,
+/// the leader Lease, cluster-wide audit records).
+pub const SYSTEM_NAMESPACE: &str = "capstan-system";
+
+/// Current time, RFC 3339 with seconds.
+pub fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Create a namespace if it does not exist.
+pub async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), kube::Error> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    if api.get_opt(name).await?.is_some() {
+        return Ok(());
+    }
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    api.patch(name, &PatchParams::apply("capstan"), &Patch::Apply(&ns))
+        .await?;
+    Ok(())
+}
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// Namespace of the controller's own state (default [`SYSTEM_NAMESPACE`]).
+    pub namespace: String,
+    /// Only manage Applications in this namespace (default: all namespaces).
+    pub watch_namespace: Option<String>,
+    /// Interval of Applications that set none.
+    pub default_interval: Duration,
+    /// Reconciles running at once.
+    pub concurrency: usize,
+    /// Requests in flight within one reconcile.
+    pub requests_per_app: usize,
+    /// History entries kept per Application.
+    pub history_limit: usize,
+    /// Failed syncs retried before the Application is marked Stalled.
+    pub retry_limit: u32,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// First delay before healing drift; doubles while drift keeps coming back.
+    pub heal_delay: Duration,
+    /// Longest delay before healing drift.
+    pub max_heal_delay: Duration,
+    /// Limit of the health wait between sync waves.
+    pub wave_timeout: Duration,
+    /// This replica's identity (audit records, leader election).
+    pub identity: String,
+    /// Where the Git cache and credentials live.
+    pub state_dir: PathBuf,
+    /// Fetch sharing and render caching.
+    pub sources: SourceOptions,
+    /// Leader election; `None` runs as the only replica.
+    pub election: Option<Election>,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "capstan".into());
+        ControllerOptions {
+            namespace: SYSTEM_NAMESPACE.into(),
+            watch_namespace: None,
+            default_interval: Duration::from_secs(120),
+            concurrency: 8,
+            requests_per_app: 8,
+            history_limit: 10,
+            retry_limit: 5,
+            max_backoff: Duration::from_secs(180),
+            heal_delay: Duration::from_secs(2),
+            max_heal_delay: Duration::from_secs(60),
+            wave_timeout: Duration::from_secs(300),
+            identity: format!("{host}-{}", std::process::id()),
+            state_dir: std::env::temp_dir().join("capstan-controller"),
+            sources: SourceOptions::default(),
+            election: None,
+        }
+    }
+}
+
+/// Publishes Kubernetes Events on Applications.
+#[derive(Clone)]
+pub struct EventPublisher {
+    recorder: Recorder,
+}
+
+impl EventPublisher {
+    /// Publish a Normal (or Warning) event for `app`.
+    pub async fn publish(&self, app: &Application, ok: bool, action: &str, note: &str) {
+        let ev = KubeEvent {
+            type_: if ok {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: if ok {
+                "Synced".into()
+            } else {
+                "SyncFailed".into()
+            },
+            note: Some(note.chars().take(1000).collect()),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &app.object_ref(&())).await {
+            tracing::debug!(error = %e, "publishing an event");
+        }
+    }
+}
+
+/// Everything a reconcile needs.
+#[derive(Clone)]
+pub struct Context {
+    /// The cluster the controller runs against.
+    pub client: kube::Client,
+    /// The destination (shared discovery).
+    pub dest: Destination,
+    /// Shared sources.
+    pub sources: Arc<Sources>,
+    /// The emergency stop.
+    pub stop: StopFlag,
+    /// Leadership.
+    pub leader: LeaderFlag,
+    /// Options.
+    pub opts: ControllerOptions,
+    /// Events.
+    pub events: EventPublisher,
+}
+
+/// A reconcile finished: what the Application looks like now (for progress output).
+#[derive(Debug, Clone)]
+pub struct Reconciled {
+    /// `namespace/name`.
+    pub key: String,
+    /// The status written.
+    pub status: ApplicationStatus,
+}
+
+/// Why the controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The Application watch ended.
+    #[error("the watch on Applications ended")]
+    WatchEnded,
+}
+
+/// What the watch last saw of an Application: generation, refresh and sync annotations.
+type Seen = (Option<i64>, Option<String>, Option<String>);
+
+struct Shared {
+    ctx: Context,
+    scheduler: Scheduler,
+    store: reflector::Store<Application>,
+    memory: Mutex<HashMap<AppKey, AppMemory>>,
+    seen: Mutex<HashMap<AppKey, Seen>>,
+    tracker: tracker::Tracker,
+    drift_tx: tokio::sync::mpsc::UnboundedSender<tracker::Touched>,
+    reconciled: Option<tokio::sync::mpsc::UnboundedSender<Reconciled>>,
+}
+
+fn jittered(d: Duration) -> Duration {
+    let spread = d.as_millis() as u64 / 10;
+    if spread == 0 {
+        return d;
+    }
+    let delta = rand::rng().random_range(0..=spread * 2);
+    Duration::from_millis(d.as_millis() as u64 - spread + delta)
+}
+
+/// Run the controller until its watch ends. `reconciled` receives every status written.
+pub async fn run(
+    client: kube::Client,
+    opts: ControllerOptions,
+    reconciled: Option<tokio::sync::mpsc::UnboundedSender<Reconciled>>,
+) -> Result<(), ControllerError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let reporter = Reporter {
+        controller: "capstan".into(),
+        instance: Some(opts.identity.clone()),
+    };
+    let ctx = Context {
+        client: client.clone(),
+        dest: Destination::new(client.clone(), "default"),
+        sources: Arc::new(Sources::new(
+            opts.state_dir.join("git"),
+            opts.sources.clone(),
+        )),
+        stop: StopFlag::default(),
+        leader: match &opts.election {
+            None => LeaderFlag::always(),
+            Some(_) => LeaderFlag::default(),
+        },
+        opts: opts.clone(),
+        events: EventPublisher {
+            recorder: Recorder::new(client.clone(), reporter),
+        },
+    };
+    tokio::spawn(
+        ctx.stop
+            .clone()
+            .follow(client.clone(), opts.namespace.clone(), |stopped| {
+                tracing::warn!(stopped, "emergency stop changed");
+            }),
+    );
+    if let Some(election) = opts.election.clone() {
+        tokio::spawn(leader::run(
+            client.clone(),
+            election,
+            ctx.leader.clone(),
+            |leading| {
+                tracing::info!(leading, "leadership changed");
+            },
+        ));
+    }
+
+    let api: Api<Application> = match &opts.watch_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (store, writer) = reflector::store();
+    let (drift_tx, mut drift_rx) = tokio::sync::mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        ctx,
+        scheduler: Scheduler::default(),
+        store,
+        memory: Mutex::default(),
+        seen: Mutex::default(),
+        tracker: tracker::Tracker::default(),
+        drift_tx,
+        reconciled,
+    });
+
+    for _ in 0..opts.concurrency.max(1) {
+        let shared = shared.clone();
+        tokio::spawn(async move { worker(shared).await });
+    }
+    {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some(t) = drift_rx.recv().await {
+                on_drift(&shared, t);
+            }
+        });
+    }
+
+    let mut events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .boxed();
+    while let Some(ev) = events.next().await {
+        match ev {
+            Ok(watcher::Event::Apply(app)) | Ok(watcher::Event::InitApply(app)) => {
+                on_app(&shared, &app)
+            }
+            Ok(watcher::Event::Delete(app)) => {
+                let key = (app.namespace().unwrap_or_default(), app.name_any());
+                shared.scheduler.remove(&key);
+                shared
+                    .seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "watching Applications"),
+        }
+    }
+    Err(ControllerError::WatchEnded)
+}
+
+/// A new or changed Application: schedule it when its spec, refresh or sync request changed.
+fn on_app(shared: &Shared, app: &Application) {
+    let key: AppKey = (app.namespace().unwrap_or_default(), app.name_any());
+    let generation = app.meta().generation;
+    let refresh = app.annotations().get(REFRESH_ANNOTATION).cloned();
+    let sync = app.annotations().get(SYNC_ANNOTATION).cloned();
+    let mut seen = shared.seen.lock().unwrap_or_else(|p| p.into_inner());
+    let before = seen.insert(key.clone(), (generation, refresh.clone(), sync.clone()));
+    let trigger = match before {
+        None => Some(Trigger::Spec),
+        Some((g, r, s)) => {
+            if g != generation || (s != sync && sync.is_some()) {
+                Some(Trigger::Spec)
+            } else if r != refresh && refresh.is_some() {
+                Some(Trigger::Refresh)
+            } else {
+                None
+            }
+        }
+    };
+    drop(seen);
+    if let Some(t) = trigger {
+        shared.scheduler.schedule(key, Instant::now(), t);
+    }
+}
+
+/// A managed object changed: schedule its Application(s) after the heal delay.
+fn on_drift(shared: &Shared, t: tracker::Touched) {
+    let memory = shared.memory.lock().unwrap_or_else(|p| p.into_inner());
+    for app in shared.store.state() {
+        if app.name_any() != t.application {
+            continue;
+        }
+        let key: AppKey = (app.namespace().unwrap_or_default(), app.name_any());
+        let delay = memory
+            .get(&key)
+            .map(|m| m.heal_delay)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(shared.ctx.opts.heal_delay);
+        shared
+            .scheduler
+            .schedule(key, Instant::now() + delay, Trigger::Drift);
+    }
+}
+
+async fn worker(shared: Arc<Shared>) {
+    loop {
+        let (key, trigger) = shared.scheduler.next().await;
+        if !shared.ctx.leader.is_leader() {
+            shared
+                .scheduler
+                .done(key, Instant::now() + Duration::from_secs(1), trigger);
+            continue;
+        }
+        let Some(app) = shared.store.get(&ObjectRef::new(&key.1).within(&key.0)) else {
+            // deleted, or not in the cache yet
+            continue;
+        };
+        let mut memory = {
+            let mut m = shared.memory.lock().unwrap_or_else(|p| p.into_inner());
+            m.remove(&key).unwrap_or_default()
+        };
+        let next = reconcile::reconcile(app.clone(), trigger, &shared.ctx, &mut memory).await;
+        // self-heal delay grows while drift keeps coming back, resets when it stops
+        memory.heal_delay = if trigger == Trigger::Drift {
+            (memory.heal_delay.max(shared.ctx.opts.heal_delay) * 2)
+                .min(shared.ctx.opts.max_heal_delay)
+        } else {
+            shared.ctx.opts.heal_delay
+        };
+        shared
+            .memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), memory);
+        watch_managed_kinds(&shared, &app).await;
+        let after = if next.after >= reconcile::interval(&app, shared.ctx.opts.default_interval) {
+            jittered(next.after)
+        } else {
+            next.after
+        };
+        shared
+            .scheduler
+            .done(key.clone(), Instant::now() + after, Trigger::Interval);
+        if let Some(tx) = &shared.reconciled {
+            let api: Api<Application> = Api::namespaced(shared.ctx.client.clone(), &key.0);
+            if let Ok(Some(fresh)) = api.get_opt(&key.1).await {
+                let _ = tx.send(Reconciled {
+                    key: format!("{}/{}", key.0, key.1),
+                    status: fresh.status.unwrap_or_default(),
+                });
+            }
+        }
+    }
+}
+
+/// Watch the kinds an Application manages (from its status) for drift.
+async fn watch_managed_kinds(shared: &Shared, app: &Application) {
+    let api: Api<Application> = Api::namespaced(
+        shared.ctx.client.clone(),
+        &app.namespace().unwrap_or_default(),
+    );
+    let Ok(Some(fresh)) = api.get_opt(&app.name_any()).await else {
+        return;
+    };
+    let kinds: std::collections::BTreeSet<(String, String)> = fresh
+        .status
+        .unwrap_or_default()
+        .resources
+        .into_iter()
+        .map(|r| (r.version, r.kind))
+        .collect();
+    for (api_version, kind) in kinds {
+        if let Ok((ar, _)) = shared.ctx.dest.resource(&api_version, &kind).await {
+            shared
+                .ctx
+                .tracker_ensure(&shared.tracker, ar, shared.drift_tx.clone());
+        }
+    }
+}
+
+impl Context {
+    fn tracker_ensure(
+        &self,
+        tracker: &tracker::Tracker,
+        ar: kube::api::ApiResource,
+        tx: tokio::sync::mpsc::UnboundedSender<tracker::Touched>,
+    ) {
+        tracker.ensure(
+            &self.client,
+            ar,
+            capstan_core::FIELD_MANAGER.to_string(),
+            tx,
+        );
+    }
+}

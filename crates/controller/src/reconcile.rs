@@ -1,0 +1,869 @@
+//! Reconciling one Application with the engine:
+//!
+//! ```text
+//! source (credentials, shared fetch, revision) ─▶ render (cached) ─▶ plan
+//!   ─▶ decide (automated? self-heal? suspended? stopped? dependencies healthy?)
+//!   ─▶ sync ─▶ health ─▶ status, history, audit, events
+//! ```
+//!
+//! A fetch or render that fails keeps the last applied state: nothing is applied,
+//! nothing is pruned, and a condition says why.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_core::{Change, Health, HealthState, Outcome, Revision};
+use capstan_engine::diff::IgnoreRule;
+use capstan_engine::inventory::InventoryStore;
+use capstan_engine::plan::{self, Plan, PlanOptions};
+use capstan_engine::render::{HelmOptions, KustomizeOptions, RenderOptions, RendererKind};
+use capstan_engine::source::{GitAuth, GitSource};
+use capstan_engine::sync::{self, SyncOptions};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::audit::{self, AuditRecordSpec};
+use crate::crd::{
+    Application, ApplicationStatus, Condition, HealthStatus, HistoryEntry, OperationState,
+    ResourceStatus, SyncStatus,
+};
+use crate::{Context, now};
+
+/// The annotation asking for a sync (set by `capstan sync` and `capstan rollback`).
+pub const SYNC_ANNOTATION: &str = "capstan.dev/sync";
+/// The annotation asking for an immediate comparison (set by `capstan refresh`).
+pub const REFRESH_ANNOTATION: &str = "capstan.dev/refresh";
+
+/// What made a reconcile happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Trigger {
+    /// The periodic comparison.
+    Interval,
+    /// The spec changed (or the Application is new).
+    Spec,
+    /// A managed object changed in the cluster.
+    Drift,
+    /// `capstan refresh`.
+    Refresh,
+    /// A push webhook.
+    Webhook,
+    /// A retry after a failure.
+    Retry,
+}
+
+impl Trigger {
+    /// The name recorded in history and audit.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Interval | Trigger::Spec | Trigger::Retry => "automated",
+            Trigger::Drift => "self-heal",
+            Trigger::Refresh => "refresh",
+            Trigger::Webhook => "webhook",
+        }
+    }
+}
+
+/// A sync asked for through [`SYNC_ANNOTATION`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRequest {
+    /// Unique id of the request (so it runs once).
+    pub id: String,
+    /// Revision to sync to (default: the spec's).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub revision: String,
+    /// `manual` or `rollback`.
+    #[serde(default)]
+    pub trigger: String,
+    /// Who asked.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub by: String,
+    /// Prune objects that left the source (default: the automated policy's prune).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<bool>,
+    /// For rollbacks: the history entry rolled back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_id: Option<u64>,
+}
+
+impl SyncRequest {
+    /// The request on an Application, if any.
+    pub fn of(app: &Application) -> Option<SyncRequest> {
+        app.annotations()
+            .get(SYNC_ANNOTATION)
+            .and_then(|v| serde_json::from_str(v).ok())
+    }
+}
+
+/// Per-Application memory of the scheduler (lost on restart; nothing depends on it
+/// for correctness, only for pacing).
+#[derive(Debug, Clone, Default)]
+pub struct AppMemory {
+    /// Consecutive failed syncs.
+    pub failures: u32,
+    /// Current self-heal delay.
+    pub heal_delay: Duration,
+}
+
+/// What the scheduler should do next.
+#[derive(Debug, Clone, Copy)]
+pub struct Next {
+    /// Reconcile again after this long.
+    pub after: Duration,
+}
+
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: None,
+        observed_generation: generation,
+    }
+}
+
+/// Keep `lastTransitionTime` when a condition's status did not change.
+fn merge_conditions(old: &[Condition], new: Vec<Condition>) -> Vec<Condition> {
+    let t = now();
+    new.into_iter()
+        .map(|mut c| {
+            c.last_transition_time = match old.iter().find(|o| o.type_ == c.type_) {
+                Some(o) if o.status == c.status => {
+                    o.last_transition_time.clone().or_else(|| Some(t.clone()))
+                }
+                _ => Some(t.clone()),
+            };
+            c
+        })
+        .collect()
+}
+
+fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return None,
+    })
+}
+
+/// The Application's interval (default from the controller options).
+pub fn interval(app: &Application, default: Duration) -> Duration {
+    app.spec
+        .interval
+        .as_deref()
+        .and_then(parse_duration)
+        .unwrap_or(default)
+        .max(Duration::from_secs(1))
+}
+
+fn render_options(app: &Application, namespace: &str) -> RenderOptions {
+    let src = &app.spec.source;
+    let mut opts = RenderOptions::default();
+    if let Some(d) = &src.directory {
+        opts.renderer = Some(RendererKind::Directory);
+        opts.include = d.include.clone();
+        opts.exclude = d.exclude.clone();
+    }
+    if let Some(k) = &src.kustomize {
+        opts.renderer = Some(RendererKind::Kustomize);
+        opts.kustomize = KustomizeOptions {
+            args: k.build_options.clone(),
+            ..Default::default()
+        };
+    }
+    if let Some(h) = &src.helm {
+        opts.renderer = Some(RendererKind::Helm);
+        opts.helm = HelmOptions {
+            release_name: Some(h.release_name.clone().unwrap_or_else(|| app.name_any())),
+            namespace: Some(namespace.to_string()),
+            values_files: h.value_files.clone(),
+            values: h.values.clone(),
+            set: h
+                .parameters
+                .iter()
+                .map(|p| format!("{}={}", p.name, p.value))
+                .collect(),
+            ..Default::default()
+        };
+    }
+    opts
+}
+
+/// The Git source of an Application, with credentials from its Secret.
+async fn git_source(app: &Application, ctx: &Context) -> Result<GitSource, String> {
+    let src = &app.spec.source;
+    let auth = match &src.credentials_secret {
+        None => GitAuth::None,
+        Some(name) => {
+            let ns = app.namespace().unwrap_or_default();
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+            let secret = secrets
+                .get_opt(name)
+                .await
+                .map_err(|e| format!("reading credentials Secret {ns}/{name}: {e}"))?
+                .ok_or_else(|| format!("credentials Secret {ns}/{name} does not exist"))?;
+            let data = secret.data.unwrap_or_default();
+            let text = |k: &str| {
+                data.get(k)
+                    .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            };
+            if let Some(key) = text("sshPrivateKey") {
+                let dir = ctx.opts.state_dir.join("ssh");
+                std::fs::create_dir_all(&dir).map_err(|e| format!("writing the SSH key: {e}"))?;
+                let path = dir.join(format!("{ns}.{name}.key"));
+                write_private(&path, &key).map_err(|e| format!("writing the SSH key: {e}"))?;
+                let known_hosts = match text("knownHosts") {
+                    Some(kh) => {
+                        let p = dir.join(format!("{ns}.{name}.known_hosts"));
+                        std::fs::write(&p, kh).map_err(|e| format!("writing known_hosts: {e}"))?;
+                        Some(p)
+                    }
+                    None => None,
+                };
+                GitAuth::SshKey {
+                    key: path,
+                    known_hosts,
+                }
+            } else {
+                let password = text("password").or_else(|| text("token")).ok_or_else(|| {
+                    format!("credentials Secret {ns}/{name} has neither password, token nor sshPrivateKey")
+                })?;
+                GitAuth::Basic {
+                    username: text("username").unwrap_or_else(|| "git".into()),
+                    password,
+                }
+            }
+        }
+    };
+    Ok(GitSource {
+        url: src.repo_url.clone(),
+        auth,
+    })
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+/// Status to write, and facts for the scheduler.
+struct Report {
+    status: ApplicationStatus,
+    next: Duration,
+}
+
+/// Reconcile one Application.
+pub async fn reconcile(
+    app: Arc<Application>,
+    trigger: Trigger,
+    ctx: &Context,
+    memory: &mut AppMemory,
+) -> Next {
+    let report = run(&app, trigger, ctx, memory).await;
+    let ns = app.namespace().unwrap_or_default();
+    let api: Api<Application> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = json!({"status": report.status});
+    if let Err(e) = api
+        .patch_status(
+            &app.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        tracing::warn!(app = %format!("{ns}/{}", app.name_any()), error = %e, "writing status");
+    }
+    Next { after: report.next }
+}
+
+fn backoff(failures: u32, ctx: &Context, app: &Application) -> Duration {
+    let retry = app.spec.sync_policy.retry.as_ref();
+    let base = retry
+        .and_then(|r| r.backoff_duration.as_deref())
+        .and_then(parse_duration)
+        .unwrap_or(Duration::from_secs(5));
+    let factor = retry.and_then(|r| r.backoff_factor).unwrap_or(2).max(1);
+    let max = retry
+        .and_then(|r| r.backoff_max_duration.as_deref())
+        .and_then(parse_duration)
+        .unwrap_or(ctx.opts.max_backoff);
+    let mut d = base;
+    for _ in 1..failures {
+        d = (d * factor).min(max);
+    }
+    d.min(max)
+}
+
+async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut AppMemory) -> Report {
+    let ns = app.namespace().unwrap_or_default();
+    let name = app.name_any();
+    let key = format!("{ns}/{name}");
+    let generation = app.meta().generation;
+    let old = app.status.clone().unwrap_or_default();
+    let request = SyncRequest::of(app).filter(|r| {
+        old.operation_state
+            .as_ref()
+            .is_none_or(|o| !o.message.contains(&format!("request {}", r.id)))
+    });
+    let mut status = ApplicationStatus {
+        observed_generation: generation,
+        history: old.history.clone(),
+        operation_state: old.operation_state.clone(),
+        resources: old.resources.clone(),
+        health: old.health.clone(),
+        sync: old.sync.clone(),
+        reconciled_at: Some(now()),
+        conditions: Vec::new(),
+    };
+    let interval = interval(app, ctx.opts.default_interval);
+    let fail =
+        |status: &mut ApplicationStatus, reason: &str, message: String, memory: &mut AppMemory| {
+            memory.failures += 1;
+            status.sync = Some(SyncStatus {
+                status: "Unknown".into(),
+                ..old.sync.clone().unwrap_or_default()
+            });
+            status.conditions = merge_conditions(
+                &old.conditions,
+                vec![
+                    condition("Ready", false, reason, message.clone(), generation),
+                    Condition {
+                        status: "Unknown".into(),
+                        ..condition("Synced", false, reason, message.clone(), generation)
+                    },
+                    condition("Stalled", false, "Retrying", "", generation),
+                ],
+            );
+            tracing::warn!(app = %key, reason, %message, "reconcile failed");
+        };
+
+    // 1. Source
+    let src = match git_source(app, ctx).await {
+        Ok(s) => s,
+        Err(message) => {
+            fail(&mut status, "CredentialsFailed", message, memory);
+            return Report {
+                next: backoff(memory.failures, ctx, app),
+                status,
+            };
+        }
+    };
+    let wanted = request
+        .as_ref()
+        .map(|r| r.revision.clone())
+        .filter(|r| !r.is_empty())
+        .or_else(|| app.spec.source.target_revision.clone())
+        .unwrap_or_default();
+    let forced = request.is_some() || trigger == Trigger::Refresh || trigger == Trigger::Webhook;
+    if let Err(e) = ctx.sources.fetch(&src, forced).await {
+        fail(&mut status, "FetchFailed", e.to_string(), memory);
+        return Report {
+            next: backoff(memory.failures, ctx, app),
+            status,
+        };
+    }
+    let revision = match ctx.sources.resolve(&src, &wanted).await {
+        Ok(r) => r,
+        Err(e) => {
+            fail(&mut status, "RevisionNotFound", e.to_string(), memory);
+            return Report {
+                next: backoff(memory.failures, ctx, app),
+                status,
+            };
+        }
+    };
+
+    // 2. Render
+    let dest_ns = app
+        .spec
+        .destination
+        .namespace
+        .clone()
+        .unwrap_or_else(|| ns.clone());
+    let dest = ctx.dest.with_namespace(&dest_ns);
+    let scopes = match dest.scopes().await {
+        Ok(s) => s,
+        Err(e) => {
+            fail(&mut status, "ClusterUnreachable", e.to_string(), memory);
+            return Report {
+                next: backoff(memory.failures, ctx, app),
+                status,
+            };
+        }
+    };
+    let path = app.spec.source.path.clone().unwrap_or_else(|| ".".into());
+    let desired = match ctx
+        .sources
+        .desired(
+            &src,
+            &revision,
+            &path,
+            &render_options(app, &dest_ns),
+            &dest_ns,
+            &scopes,
+        )
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            fail(&mut status, "RenderFailed", e.to_string(), memory);
+            return Report {
+                next: backoff(memory.failures, ctx, app),
+                status,
+            };
+        }
+    };
+
+    // 3. Plan
+    let mut plan_opts = PlanOptions::new(&name);
+    plan_opts.dry_run_creates = false;
+    plan_opts.concurrency = ctx.opts.requests_per_app;
+    plan_opts.ignore_differences = app
+        .spec
+        .ignore_differences
+        .iter()
+        .map(|i| IgnoreRule {
+            group: i.group.clone(),
+            kind: i.kind.clone(),
+            name: i.name.clone(),
+            namespace: i.namespace.clone(),
+            json_pointers: i.json_pointers.clone(),
+        })
+        .collect();
+    let inventory_key = format!("{ns}.{name}");
+    let store = InventoryStore::new(ctx.client.clone(), &ctx.opts.namespace);
+    let previous = match store.load(&inventory_key).await {
+        Ok(i) => i,
+        Err(e) => {
+            fail(&mut status, "InventoryFailed", e.to_string(), memory);
+            return Report {
+                next: backoff(memory.failures, ctx, app),
+                status,
+            };
+        }
+    };
+    let plan = match plan::plan(&dest, &desired, &previous, &plan_opts).await {
+        Ok(p) => p,
+        Err(e) => {
+            fail(&mut status, "PlanFailed", e.to_string(), memory);
+            return Report {
+                next: backoff(memory.failures, ctx, app),
+                status,
+            };
+        }
+    };
+    let drift = plan.has_drift();
+
+    // 4. Decide
+    let policy = &app.spec.sync_policy;
+    let last_synced = old
+        .operation_state
+        .as_ref()
+        .filter(|o| o.phase == "Succeeded")
+        .map(|o| o.revision.clone());
+    let automated = policy.automated.as_ref();
+    let new_revision = last_synced.as_deref() != Some(revision.id.as_str());
+    let auto_wants = automated.is_some_and(|a| drift && (new_revision || a.self_heal));
+    let wants = request.is_some() || auto_wants;
+    let mut blocked: Option<(&str, String)> = None;
+    if wants {
+        if ctx.stop.is_stopped() {
+            blocked = Some((
+                "EmergencyStop",
+                "the emergency stop is on: nothing is applied or pruned".into(),
+            ));
+        } else if app.spec.suspend {
+            blocked = Some(("Suspended", "the Application is suspended".into()));
+        } else if let Some(waiting) = unready_dependencies(app, ctx).await {
+            blocked = Some(("WaitingForDependencies", waiting));
+        }
+    }
+
+    let mut next = interval;
+    let mut synced_report = None;
+    if wants && blocked.is_none() {
+        let mut opts = SyncOptions::new(&name);
+        opts.plan = plan_opts.clone();
+        opts.inventory_key = Some(inventory_key.clone());
+        opts.inventory_namespace = ctx.opts.namespace.clone();
+        opts.prune = request
+            .as_ref()
+            .and_then(|r| r.prune)
+            .unwrap_or_else(|| automated.is_some_and(|a| a.prune));
+        opts.allow_empty = policy.allow_empty;
+        opts.timeout = ctx.opts.wave_timeout;
+        let stop = ctx.stop.clone();
+        let leader = ctx.leader.clone();
+        opts.stop = Some(Arc::new(move || stop.is_stopped() || !leader.is_leader()));
+        let trigger_name = request
+            .as_ref()
+            .map(|r| r.trigger.clone())
+            .unwrap_or_else(|| trigger.as_str().to_string());
+        let started = now();
+        let report = sync::sync(&dest, desired.as_ref().clone(), &revision, &opts).await;
+        let phase = match &report.error {
+            None => "Succeeded",
+            Some(sync::SyncError::Stopped { .. }) => "Stopped",
+            Some(_) => "Failed",
+        };
+        let mut summary = BTreeMap::new();
+        for (verb, n) in report.changes.outcome_counts() {
+            if n > 0 {
+                summary.insert(verb.to_string(), n as u32);
+            }
+        }
+        let mut message = match &report.error {
+            None => format!("synced to {}", revision.short()),
+            Some(e) => e.to_string(),
+        };
+        if let Some(r) = &request {
+            message.push_str(&format!(" (request {})", r.id));
+        }
+        let from_revision = last_synced.clone().unwrap_or_default();
+        status.operation_state = Some(OperationState {
+            phase: phase.into(),
+            message: message.clone(),
+            revision: revision.id.clone(),
+            trigger: trigger_name.clone(),
+            started_at: Some(started),
+            finished_at: Some(now()),
+            summary: summary.clone(),
+        });
+        push_history(
+            &mut status.history,
+            &revision,
+            &trigger_name,
+            phase,
+            ctx.opts.history_limit,
+        );
+        let action = if trigger_name == "rollback" {
+            "rollback"
+        } else {
+            "sync"
+        };
+        let record = AuditRecordSpec {
+            time: now(),
+            application: key.clone(),
+            action: action.into(),
+            trigger: trigger_name.clone(),
+            actor: request
+                .as_ref()
+                .map(|r| r.by.clone())
+                .filter(|b| !b.is_empty())
+                .unwrap_or_else(|| ctx.opts.identity.clone()),
+            from_revision,
+            to_revision: revision.id.clone(),
+            author: revision.author.clone(),
+            message: revision.message.clone(),
+            summary,
+            result: phase.into(),
+            details: report
+                .error
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+        };
+        if let Err(e) = audit::append(&ctx.client, &ns, record).await {
+            tracing::warn!(app = %key, error = %e, "writing the audit record");
+        }
+        ctx.events
+            .publish(app, phase != "Failed", action, &message)
+            .await;
+        if phase == "Failed" {
+            memory.failures += 1;
+        } else {
+            memory.failures = 0;
+        }
+        synced_report = Some(report);
+        if request.is_some() {
+            clear_request(app, ctx).await;
+        }
+    }
+
+    // 5. Status: what is (re-read after a sync), health, conditions
+    let current_plan = match &synced_report {
+        Some(_) => plan::plan(
+            &dest,
+            &desired,
+            &store.load(&inventory_key).await.unwrap_or_default(),
+            &plan_opts,
+        )
+        .await
+        .ok(),
+        None => None,
+    };
+    let plan_now: &Plan = current_plan.as_ref().unwrap_or(&plan);
+    let (resources, health) = resources_and_health(plan_now);
+    let out_of_sync = plan_now.has_drift();
+    status.resources = resources;
+    status.health = Some(HealthStatus {
+        status: health.state.to_string(),
+        message: health.message.clone(),
+    });
+    status.sync = Some(SyncStatus {
+        status: if out_of_sync { "OutOfSync" } else { "Synced" }.into(),
+        revision: revision.id.clone(),
+        short_revision: revision.id.chars().take(7).collect(),
+    });
+    let sync_failed = synced_report
+        .as_ref()
+        .and_then(|r| r.error.as_ref())
+        .map(|e| e.to_string());
+    let retry_limit = policy
+        .retry
+        .as_ref()
+        .map(|r| r.limit)
+        .unwrap_or(ctx.opts.retry_limit);
+    let stalled = sync_failed.is_some() && memory.failures > retry_limit;
+    let drift_count = plan_now
+        .objects
+        .iter()
+        .filter(|o| o.change.is_drift())
+        .count()
+        + plan_now
+            .prune
+            .iter()
+            .filter(|p| p.exists && !p.keep)
+            .count();
+    let synced_cond = if out_of_sync {
+        condition(
+            "Synced",
+            false,
+            "OutOfSync",
+            format!("{drift_count} object(s) differ from {}", revision.short()),
+            generation,
+        )
+    } else {
+        condition(
+            "Synced",
+            true,
+            "Synced",
+            format!("in sync with {}", revision.short()),
+            generation,
+        )
+    };
+    let healthy_cond = condition(
+        "Healthy",
+        health.state.is_ready(),
+        health.state.as_str(),
+        health.message.clone(),
+        generation,
+    );
+    let (ready, ready_reason, ready_message) = if let Some(e) = &sync_failed {
+        (false, "SyncFailed", e.clone())
+    } else if let Some((reason, message)) = &blocked {
+        (false, *reason, message.clone())
+    } else if out_of_sync {
+        (false, "OutOfSync", synced_cond.message.clone())
+    } else if !health.state.is_ready() {
+        (false, health.state.as_str(), health.message.clone())
+    } else {
+        (
+            true,
+            "Ready",
+            format!("synced to {} and healthy", revision.short()),
+        )
+    };
+    let mut conditions = vec![
+        condition("Ready", ready, ready_reason, ready_message, generation),
+        synced_cond,
+        healthy_cond,
+        condition(
+            "Stalled",
+            stalled,
+            if stalled {
+                "RetriesExhausted"
+            } else {
+                "NotStalled"
+            },
+            if stalled {
+                format!(
+                    "sync failed {} times; waiting for a new revision or spec",
+                    memory.failures
+                )
+            } else {
+                String::new()
+            },
+            generation,
+        ),
+    ];
+    if automated.is_none() {
+        let rolled_back = old
+            .operation_state
+            .as_ref()
+            .filter(|o| o.trigger == "rollback")
+            .map(|o| o.revision.chars().take(7).collect::<String>());
+        conditions.push(condition(
+            "AutomatedSyncDisabled",
+            true,
+            if rolled_back.is_some() {
+                "RolledBack"
+            } else {
+                "Manual"
+            },
+            match rolled_back {
+                Some(r) => format!(
+                    "rolled back to {r}; automated sync stays off until it is enabled again"
+                ),
+                None => "automated sync is off: changes are only reported".into(),
+            },
+            generation,
+        ));
+    }
+    status.conditions = merge_conditions(&old.conditions, conditions);
+    if sync_failed.is_none() && blocked.is_none() {
+        memory.failures = 0;
+    }
+
+    if sync_failed.is_some() && !stalled {
+        next = backoff(memory.failures, ctx, app);
+    } else if blocked
+        .as_ref()
+        .is_some_and(|(r, _)| *r == "WaitingForDependencies")
+    {
+        next = Duration::from_secs(3);
+    } else if health.state == HealthState::Progressing
+        || health.state == HealthState::Missing && synced_report.is_some()
+    {
+        next = Duration::from_secs(2).min(interval);
+    }
+    Report { status, next }
+}
+
+fn push_history(
+    history: &mut Vec<HistoryEntry>,
+    revision: &Revision,
+    trigger: &str,
+    result: &str,
+    limit: usize,
+) {
+    let id = history.iter().map(|h| h.id).max().unwrap_or(0) + 1;
+    history.insert(
+        0,
+        HistoryEntry {
+            id,
+            revision: revision.id.clone(),
+            author: revision.author.clone(),
+            message: revision.message.clone(),
+            deployed_at: now(),
+            trigger: trigger.to_string(),
+            result: result.to_string(),
+        },
+    );
+    history.truncate(limit.max(1));
+}
+
+async fn clear_request(app: &Application, ctx: &Context) {
+    let api: Api<Application> =
+        Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
+    let patch = json!({"metadata": {"annotations": {SYNC_ANNOTATION: null}}});
+    if let Err(e) = api
+        .patch(
+            &app.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "clearing the sync request");
+    }
+}
+
+/// Names of dependencies that are not Healthy (in the same namespace), as a message.
+async fn unready_dependencies(app: &Application, ctx: &Context) -> Option<String> {
+    if app.spec.depends_on.is_empty() {
+        return None;
+    }
+    let api: Api<Application> =
+        Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
+    let mut waiting = Vec::new();
+    for dep in &app.spec.depends_on {
+        let ready = match api.get_opt(dep).await {
+            Ok(Some(d)) => d.status.as_ref().is_some_and(|s| {
+                s.health.as_ref().is_some_and(|h| h.status == "Healthy")
+                    && s.sync.as_ref().is_some_and(|x| x.status == "Synced")
+            }),
+            _ => false,
+        };
+        if !ready {
+            waiting.push(dep.clone());
+        }
+    }
+    (!waiting.is_empty()).then(|| {
+        format!(
+            "waiting for {} to be synced and healthy",
+            waiting.join(", ")
+        )
+    })
+}
+
+fn resources_and_health(plan: &Plan) -> (Vec<ResourceStatus>, Health) {
+    let mut resources = Vec::new();
+    let mut healths = Vec::new();
+    for o in &plan.objects {
+        let h = match &o.live {
+            Some(live) => capstan_engine::health::assess(live),
+            None => Health::new(HealthState::Missing, "not in the cluster"),
+        };
+        healths.push(h.clone());
+        resources.push(ResourceStatus {
+            group: o.desired.id.group.clone(),
+            version: o.desired.api_version().to_string(),
+            kind: o.desired.id.kind.clone(),
+            namespace: o.desired.id.namespace.clone().unwrap_or_default(),
+            name: o.desired.id.name.clone(),
+            status: if matches!(o.change, Change::Unchanged) && o.error.is_none() {
+                "Synced"
+            } else {
+                "OutOfSync"
+            }
+            .into(),
+            health: Some(HealthStatus {
+                status: h.state.to_string(),
+                message: h.message,
+            }),
+            requires_pruning: false,
+        });
+    }
+    for p in plan.prune.iter().filter(|p| p.exists && !p.keep) {
+        resources.push(ResourceStatus {
+            group: p.entry.id.group.clone(),
+            version: p.entry.api_version.clone(),
+            kind: p.entry.id.kind.clone(),
+            namespace: p.entry.id.namespace.clone().unwrap_or_default(),
+            name: p.entry.id.name.clone(),
+            status: "OutOfSync".into(),
+            health: None,
+            requires_pruning: true,
+        });
+    }
+    (resources, Health::worst(&healths))
+}
+
+/// Whether an outcome is a failure (for counting).
+pub fn failed(o: &Outcome) -> bool {
+    matches!(o, Outcome::Failed { .. })
+}
