@@ -285,12 +285,15 @@ pub async fn reconcile(
     let report = run(&app, trigger, ctx, memory).await;
     let ns = app.namespace().unwrap_or_default();
     let api: Api<Application> = Api::namespaced(ctx.client.clone(), &ns);
-    let patch = json!({"status": report.status});
+    // Server-side apply of the whole status: fields the controller no longer sets
+    // (a cleared message, a resolved condition) are removed, which a merge patch
+    // would leave behind.
+    let patch = json!({"apiVersion": "capstan.dev/v1alpha1", "kind": "Application", "status": report.status});
     if let Err(e) = api
         .patch_status(
             &app.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
+            &PatchParams::apply("capstan-controller").force(),
+            &Patch::Apply(&patch),
         )
         .await
     {
