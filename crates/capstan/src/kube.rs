@@ -18,9 +18,13 @@ pub async fn client(args: &ClusterArgs) -> anyhow::Result<kube::Client> {
                 .await
                 .with_context(|| format!("loading kubeconfig {}", path.display()))?
         }
-        None => kube::Config::from_kubeconfig(&opts)
+        None if args.context.is_some() => kube::Config::from_kubeconfig(&opts)
             .await
             .context("loading the kubeconfig ($KUBECONFIG or ~/.kube/config); pass --kubeconfig")?,
+        // $KUBECONFIG, ~/.kube/config, or — inside a pod — the service account.
+        None => kube::Config::infer().await.context(
+            "loading the kubeconfig ($KUBECONFIG or ~/.kube/config) or the in-cluster service account; pass --kubeconfig",
+        )?,
     };
     kube::Client::try_from(config).context("creating the Kubernetes client")
 }

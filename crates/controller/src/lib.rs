@@ -298,10 +298,18 @@ pub async fn run(
         .default_backoff()
         .reflect(writer)
         .boxed();
+    // The reflector's cache takes the listed Applications only when the list is
+    // complete (`InitDone`), so they are scheduled then, not as they arrive.
+    let mut listed: Vec<Application> = Vec::new();
     while let Some(ev) = events.next().await {
         match ev {
-            Ok(watcher::Event::Apply(app)) | Ok(watcher::Event::InitApply(app)) => {
-                on_app(&shared, &app)
+            Ok(watcher::Event::Apply(app)) => on_app(&shared, &app),
+            Ok(watcher::Event::Init) => listed.clear(),
+            Ok(watcher::Event::InitApply(app)) => listed.push(app),
+            Ok(watcher::Event::InitDone) => {
+                for app in listed.drain(..) {
+                    on_app(&shared, &app);
+                }
             }
             Ok(watcher::Event::Delete(app)) => {
                 let key = (app.namespace().unwrap_or_default(), app.name_any());
@@ -312,7 +320,6 @@ pub async fn run(
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&key);
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "watching Applications"),
         }
     }
@@ -374,14 +381,17 @@ async fn worker(shared: Arc<Shared>) {
             continue;
         }
         let Some(app) = shared.store.get(&ObjectRef::new(&key.1).within(&key.0)) else {
-            // deleted, or not in the cache yet
+            // deleted (Applications are only scheduled once the cache holds them)
+            shared.scheduler.release(key);
             continue;
         };
         let mut memory = {
             let mut m = shared.memory.lock().unwrap_or_else(|p| p.into_inner());
             m.remove(&key).unwrap_or_default()
         };
+        tracing::debug!(app = %format!("{}/{}", key.0, key.1), trigger = trigger.as_str(), "reconciling");
         let next = reconcile::reconcile(app.clone(), trigger, &shared.ctx, &mut memory).await;
+        tracing::debug!(app = %format!("{}/{}", key.0, key.1), next = ?next.after, "reconciled");
         // self-heal delay grows while drift keeps coming back, resets when it stops
         memory.heal_delay = if trigger == Trigger::Drift {
             (memory.heal_delay.max(shared.ctx.opts.heal_delay) * 2)

@@ -443,6 +443,10 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
     // 3. Plan
     let mut plan_opts = PlanOptions::new(&name);
     plan_opts.dry_run_creates = false;
+    // Git is the source of truth: fields another manager took over (a `kubectl edit`)
+    // are taken back, as Flux's kustomize-controller does, instead of failing on the
+    // conflict forever.
+    plan_opts.force_conflicts = true;
     plan_opts.concurrency = ctx.opts.requests_per_app;
     plan_opts.ignore_differences = app
         .spec
@@ -596,6 +600,7 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
             .publish(app, phase != "Failed", action, &message)
             .await;
         if phase == "Failed" {
+            tracing::warn!(app = %key, %message, "sync failed");
             memory.failures += 1;
         } else {
             memory.failures = 0;
@@ -714,7 +719,7 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
         ),
     ];
     if automated.is_none() {
-        let rolled_back = old
+        let rolled_back = status
             .operation_state
             .as_ref()
             .filter(|o| o.trigger == "rollback")

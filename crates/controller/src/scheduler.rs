@@ -109,6 +109,20 @@ impl Scheduler {
         self.notify.notify_waiters();
     }
 
+    /// The key finished without a next run (its Application is gone); a run asked
+    /// for meanwhile still happens.
+    pub fn release(&self, key: AppKey) {
+        let again = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.running.remove(&key);
+            q.again.remove(&key)
+        };
+        if let Some((at, t)) = again {
+            self.schedule(key, at, t);
+        }
+        self.notify.notify_waiters();
+    }
+
     /// Keys scheduled or running.
     pub fn len(&self) -> usize {
         let q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
@@ -158,11 +172,18 @@ mod tests {
             Trigger::Interval,
         );
         s.remove(&key("a"));
-        s.done(
-            key("b"),
-            Instant::now() + Duration::from_secs(1),
-            Trigger::Interval,
-        );
-        assert_eq!(s.len(), 1, "only b is left");
+        // b is still running (handed out above). Released without a next run, it is
+        // gone...
+        s.release(key("b"));
+        assert!(s.is_empty());
+        // ...unless a run was asked for while it ran.
+        s.schedule(key("b"), Instant::now(), Trigger::Spec);
+        let (k, _) = s.next().await;
+        assert_eq!(k, key("b"));
+        s.schedule(key("b"), Instant::now(), Trigger::Drift);
+        s.release(key("b"));
+        assert_eq!(s.len(), 1, "b runs again");
+        let (k, t) = s.next().await;
+        assert_eq!((k, t), (key("b"), Trigger::Drift));
     }
 }

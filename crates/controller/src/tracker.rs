@@ -61,6 +61,7 @@ impl Tracker {
         {
             return;
         }
+        tracing::debug!(kind = %ar.kind, api_version = %ar.api_version, "watching for drift");
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
         tokio::spawn(async move {
             let cfg = watcher::Config::default().labels(APPLICATION_LABEL);
@@ -87,6 +88,7 @@ impl Tracker {
                 else {
                     continue;
                 };
+                tracing::debug!(kind = %ar.kind, name = %obj.metadata.name.as_deref().unwrap_or(""), application = %app, deleted, "drift");
                 if tx
                     .send(Touched {
                         application: app,

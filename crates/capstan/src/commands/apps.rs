@@ -335,8 +335,13 @@ async fn request_sync(
 ) -> anyhow::Result<()> {
     let mut patch =
         json!({"metadata": {"annotations": {SYNC_ANNOTATION: serde_json::to_string(req)?}}});
-    if let Some(e) = extra {
-        json_patch::merge(&mut patch, &e);
+    // Not `json_patch::merge`: that would apply the nulls (deletions) in `extra` to the
+    // patch itself and drop them, where they must reach the server.
+    if let Some(Value::Object(extra)) = extra {
+        patch
+            .as_object_mut()
+            .expect("the patch is an object")
+            .extend(extra);
     }
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await

@@ -1,0 +1,652 @@
+//! End-to-end: `capstan controller` processes keeping Applications in sync, against
+//! the embedded API server and a git server on loopback, both started by the test.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use capstan_testkit::{GitServer, TestCluster, TestRepo};
+use serde_json::Value;
+
+struct Env {
+    cluster: TestCluster,
+    server: GitServer,
+    repo: TestRepo,
+    _root: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+struct Controller {
+    child: Child,
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Env {
+    fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let repo = TestRepo::create(root.path(), "env.git");
+        let server = GitServer::start(root.path(), None).unwrap();
+        Env {
+            cluster: TestCluster::start(),
+            server,
+            repo,
+            _root: root,
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn controller(&self, extra: &[&str]) -> Controller {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_capstan"));
+        cmd.arg("controller")
+            .arg("--kubeconfig")
+            .arg(self.cluster.kubeconfig_path())
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .args(extra)
+            .env("CAPSTAN_LOG", "capstan_controller=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.state.path().join("controller.log"))
+                    .unwrap(),
+            ));
+        Controller {
+            child: cmd.spawn().expect("capstan controller starts"),
+        }
+    }
+
+    fn capstan(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_capstan"));
+        cmd.args(args)
+            .arg("--kubeconfig")
+            .arg(self.cluster.kubeconfig_path());
+        capstan_testkit::process::run(cmd, None, Duration::from_secs(120))
+    }
+
+    /// Create an Application for `path` in namespace `apps`, targeting namespace `target`.
+    fn application(&self, name: &str, path: &str, target: &str, extra_spec: &str) {
+        self.cluster
+            .apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n");
+        let yaml = format!(
+            "apiVersion: capstan.dev/v1alpha1\nkind: Application\nmetadata:\n  name: {name}\n  namespace: apps\nspec:\n  source:\n    repoURL: {}\n    path: {path}\n  destination:\n    namespace: {target}\n{extra_spec}",
+            self.server.url("env.git")
+        );
+        self.cluster.apply(&yaml);
+    }
+
+    fn app(&self, name: &str) -> Value {
+        let out =
+            self.cluster
+                .kubectl_ok(&["get", "applications", name, "-n", "apps", "-o", "json"]);
+        serde_json::from_str(&out).unwrap()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        self.cluster.kubectl_ok(args)
+    }
+
+    fn try_kubectl(&self, args: &[&str]) -> Option<String> {
+        let o = self.cluster.kubectl(args);
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.state.path().join("controller.log")).unwrap_or_default()
+    }
+
+    /// Poll until `check` holds; on timeout fail with `what` and the controller log.
+    fn eventually(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if check() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "timed out after {timeout:?} waiting for {what}\ncontroller log:\n{}",
+            self.log()
+        );
+    }
+}
+
+fn cm(name: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: \"{value}\"\n"
+    )
+}
+
+const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n";
+const AUTOMATED: &str =
+    "  interval: 2s\n  syncPolicy:\n    automated:\n      prune: true\n      selfHeal: true\n";
+
+fn cm_value(e: &Env, name: &str) -> Option<String> {
+    e.try_kubectl(&["get", "cm", name, "-n", "web", "-o", "jsonpath={.data.key}"])
+}
+
+fn cond<'a>(app: &'a Value, ty: &str) -> Option<&'a Value> {
+    app.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == ty)
+}
+
+#[test]
+fn a_commit_is_applied_within_the_interval_and_at_once_after_refresh() {
+    let e = Env::new();
+    e.repo.write("web/ns.yaml", NS);
+    e.repo.write("web/cm.yaml", cm("settings", "one"));
+    let first = e.repo.commit("first");
+    let _c = e.controller(&[]);
+    e.application("web", "web", "web", AUTOMATED);
+    e.eventually("the first sync", Duration::from_secs(30), || {
+        cm_value(&e, "settings").as_deref() == Some("one")
+    });
+    let app = e.app("web");
+    assert_eq!(app["status"]["sync"]["status"], "Synced");
+    assert_eq!(app["status"]["sync"]["revision"], first.as_str());
+    assert_eq!(app["status"]["history"][0]["trigger"], "automated");
+    let columns = e.kubectl(&["get", "applications", "-n", "apps"]);
+    assert!(
+        columns.contains("SYNC") && columns.contains("HEALTH") && columns.contains("REVISION"),
+        "{columns}"
+    );
+    assert!(columns.contains(&first[..7]), "{columns}");
+
+    e.repo.write("web/cm.yaml", cm("settings", "two"));
+    e.repo.commit("second");
+    e.eventually(
+        "the next commit within the 2s interval",
+        Duration::from_secs(20),
+        || cm_value(&e, "settings").as_deref() == Some("two"),
+    );
+
+    // a long interval: only a refresh brings the next commit quickly
+    e.cluster.kubectl_ok(&[
+        "patch",
+        "applications",
+        "web",
+        "-n",
+        "apps",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"interval":"1h"}}"#,
+    ]);
+    std::thread::sleep(Duration::from_secs(3));
+    e.repo.write("web/cm.yaml", cm("settings", "three"));
+    e.repo.commit("third");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        cm_value(&e, "settings").as_deref(),
+        Some("two"),
+        "nothing happens before the interval"
+    );
+    let out = e.capstan(&["refresh", "web", "-n", "apps"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    e.eventually("the refresh", Duration::from_secs(15), || {
+        cm_value(&e, "settings").as_deref() == Some("three")
+    });
+}
+
+#[test]
+fn edits_in_the_cluster_are_healed_with_self_heal_and_only_reported_without() {
+    let e = Env::new();
+    e.repo.write("heal/cm.yaml", cm("healed", "git"));
+    e.repo.write("report/cm.yaml", cm("reported", "git"));
+    e.repo.commit("two apps");
+    e.cluster.apply(NS);
+    let _c = e.controller(&[]);
+    e.application(
+        "heal",
+        "heal",
+        "web",
+        "  interval: 1h\n  syncPolicy:\n    automated:\n      selfHeal: true\n",
+    );
+    e.application(
+        "report",
+        "report",
+        "web",
+        "  interval: 1h\n  syncPolicy:\n    automated: {}\n",
+    );
+    e.eventually("both synced", Duration::from_secs(30), || {
+        cm_value(&e, "healed").as_deref() == Some("git")
+            && cm_value(&e, "reported").as_deref() == Some("git")
+    });
+    e.kubectl(&[
+        "patch",
+        "cm",
+        "healed",
+        "-n",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"key":"edited"}}"#,
+    ]);
+    e.kubectl(&[
+        "patch",
+        "cm",
+        "reported",
+        "-n",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"key":"edited"}}"#,
+    ]);
+    let edited = Instant::now();
+    e.eventually("self-heal", Duration::from_secs(15), || {
+        cm_value(&e, "healed").as_deref() == Some("git")
+    });
+    assert!(
+        edited.elapsed() < Duration::from_secs(15),
+        "healed within seconds despite the 1h interval"
+    );
+    e.eventually("drift reported", Duration::from_secs(15), || {
+        e.app("report")["status"]["sync"]["status"] == "OutOfSync"
+    });
+    assert_eq!(
+        cm_value(&e, "reported").as_deref(),
+        Some("edited"),
+        "without selfHeal the edit stays"
+    );
+    let app = e.app("report");
+    let res = app["status"]["resources"].as_array().unwrap();
+    assert_eq!(res[0]["status"], "OutOfSync");
+}
+
+#[test]
+fn deleted_files_are_pruned_with_prune_and_reported_without() {
+    let e = Env::new();
+    e.repo.write("pruned/a.yaml", cm("a", "1"));
+    e.repo.write("pruned/gone.yaml", cm("gone", "1"));
+    e.repo.write("kept/b.yaml", cm("b", "1"));
+    e.repo.write("kept/left.yaml", cm("left", "1"));
+    e.repo.commit("first");
+    e.cluster.apply(NS);
+    let _c = e.controller(&[]);
+    e.application("pruning", "pruned", "web", AUTOMATED);
+    e.application(
+        "keeping",
+        "kept",
+        "web",
+        "  interval: 2s\n  syncPolicy:\n    automated:\n      prune: false\n",
+    );
+    e.eventually("both synced", Duration::from_secs(30), || {
+        cm_value(&e, "gone").is_some() && cm_value(&e, "left").is_some()
+    });
+    e.repo.remove("pruned/gone.yaml");
+    e.repo.remove("kept/left.yaml");
+    e.repo.commit("remove one file each");
+    e.eventually("the pruning", Duration::from_secs(20), || {
+        cm_value(&e, "gone").is_none()
+    });
+    e.eventually("the report", Duration::from_secs(20), || {
+        e.app("keeping")["status"]["resources"]
+            .as_array()
+            .is_some_and(|rs| {
+                rs.iter()
+                    .any(|r| r["name"] == "left" && r["requiresPruning"] == true)
+            })
+    });
+    assert!(cm_value(&e, "left").is_some(), "prune off keeps the object");
+}
+
+#[test]
+fn the_emergency_stop_blocks_syncs_survives_a_restart_and_resume_catches_up() {
+    let e = Env::new();
+    e.repo.write("web/ns.yaml", NS);
+    e.repo.write("web/cm.yaml", cm("settings", "one"));
+    e.repo.commit("first");
+    let c = e.controller(&[]);
+    e.application("web", "web", "web", AUTOMATED);
+    e.eventually("the first sync", Duration::from_secs(30), || {
+        cm_value(&e, "settings").as_deref() == Some("one")
+    });
+
+    let out = e.capstan(&["stop", "--reason", "incident 42"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    e.repo.write("web/cm.yaml", cm("settings", "two"));
+    e.repo.commit("while stopped");
+    e.eventually("the stop reported", Duration::from_secs(20), || {
+        cond(&e.app("web"), "Ready").is_some_and(|c| c["reason"] == "EmergencyStop")
+    });
+    assert_eq!(
+        e.app("web")["status"]["sync"]["status"],
+        "OutOfSync",
+        "drift is still reported"
+    );
+    drop(c);
+    let _c = e.controller(&[]);
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        cm_value(&e, "settings").as_deref(),
+        Some("one"),
+        "the stop holds after a restart"
+    );
+
+    let out = e.capstan(&["resume"]);
+    assert!(out.status.success());
+    e.eventually("catching up after resume", Duration::from_secs(20), || {
+        cm_value(&e, "settings").as_deref() == Some("two")
+    });
+    let audit = String::from_utf8_lossy(&e.capstan(&["audit"]).stdout).into_owned();
+    assert!(
+        audit.contains("stop") && audit.contains("resume") && audit.contains("sync"),
+        "{audit}"
+    );
+}
+
+#[test]
+fn suspend_rollback_and_depends_on() {
+    let e = Env::new();
+    e.repo.write("db/ns.yaml", NS);
+    e.repo.write("db/cm.yaml", cm("db", "v1"));
+    e.repo.write("web/cm.yaml", cm("web", "v1"));
+    let first = e.repo.commit("v1");
+    let _c = e.controller(&[]);
+    // web depends on db: it waits until db is synced and healthy
+    e.application(
+        "web",
+        "web",
+        "web",
+        &format!("{AUTOMATED}  dependsOn: [db]\n"),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        cond(&e.app("web"), "Ready").unwrap()["reason"],
+        "WaitingForDependencies"
+    );
+    assert!(cm_value(&e, "web").is_none());
+    e.application("db", "db", "web", AUTOMATED);
+    e.eventually("db then web", Duration::from_secs(30), || {
+        cm_value(&e, "web").as_deref() == Some("v1")
+    });
+
+    // suspend: new commits are not applied
+    assert!(
+        e.capstan(&["suspend", "web", "-n", "apps"])
+            .status
+            .success()
+    );
+    e.repo.write("db/cm.yaml", cm("db", "v2"));
+    e.repo.write("web/cm.yaml", cm("web", "v2"));
+    let second = e.repo.commit("v2");
+    e.eventually("db syncs v2", Duration::from_secs(20), || {
+        cm_value(&e, "db").as_deref() == Some("v2")
+    });
+    e.eventually("web reported suspended", Duration::from_secs(20), || {
+        let app = e.app("web");
+        app["status"]["sync"]["status"] == "OutOfSync"
+            && cond(&app, "Ready").is_some_and(|c| c["reason"] == "Suspended")
+    });
+    assert_eq!(
+        cm_value(&e, "web").as_deref(),
+        Some("v1"),
+        "a suspended Application does not sync"
+    );
+    assert!(e.capstan(&["resume", "web", "-n", "apps"]).status.success());
+    e.eventually("web resumes", Duration::from_secs(20), || {
+        cm_value(&e, "web").as_deref() == Some("v2")
+    });
+
+    // rollback to the previous revision turns automated sync off
+    let out = e.capstan(&["rollback", "web", "-n", "apps"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        e.log()
+    );
+    assert_eq!(cm_value(&e, "web").as_deref(), Some("v1"));
+    let app = e.app("web");
+    assert!(
+        app["spec"]["syncPolicy"]
+            .get("automated")
+            .is_none_or(Value::is_null)
+    );
+    assert_eq!(app["status"]["history"][0]["trigger"], "rollback");
+    assert_eq!(app["status"]["history"][0]["revision"], first.as_str());
+    assert_eq!(
+        cond(&app, "AutomatedSyncDisabled").unwrap()["reason"],
+        "RolledBack"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        cm_value(&e, "web").as_deref(),
+        Some("v1"),
+        "no automated sync forward after a rollback"
+    );
+    assert_eq!(
+        e.app("web")["status"]["sync"]["revision"],
+        second.as_str(),
+        "it compares against the branch"
+    );
+    let history =
+        String::from_utf8_lossy(&e.capstan(&["history", "web", "-n", "apps"]).stdout).into_owned();
+    assert!(
+        history.contains("rollback") && history.contains("automated"),
+        "{history}"
+    );
+}
+
+#[test]
+fn two_controllers_elect_one_leader_and_the_standby_takes_over() {
+    let e = Env::new();
+    e.repo.write("web/ns.yaml", NS);
+    e.repo.write("web/cm.yaml", cm("settings", "one"));
+    e.repo.commit("first");
+    let lease = ["--leader-elect", "--lease-duration", "3s"];
+    let mut a = e.controller(&[&lease[..], &["--identity", "alpha"]].concat());
+    std::thread::sleep(Duration::from_secs(2));
+    let _b = e.controller(&[&lease[..], &["--identity", "beta"]].concat());
+    e.application("web", "web", "web", AUTOMATED);
+    e.eventually("a sync", Duration::from_secs(30), || {
+        cm_value(&e, "settings").as_deref() == Some("one")
+    });
+    let holder = e.kubectl(&[
+        "get",
+        "lease",
+        "capstan-controller",
+        "-n",
+        "capstan-system",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    assert_eq!(holder, "alpha", "the first replica leads");
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    let killed = Instant::now();
+    e.repo.write("web/cm.yaml", cm("settings", "two"));
+    e.repo.commit("after the leader died");
+    e.eventually("the standby takes over", Duration::from_secs(30), || {
+        cm_value(&e, "settings").as_deref() == Some("two")
+    });
+    let holder = e.kubectl(&[
+        "get",
+        "lease",
+        "capstan-controller",
+        "-n",
+        "capstan-system",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    assert_eq!(holder, "beta");
+    assert!(killed.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_controller_killed_in_the_middle_of_a_sync_converges_after_restart() {
+    let e = Env::new();
+    e.repo.write("web/ns.yaml", NS);
+    let wave = |name: &str, w: i32| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  annotations:\n    capstan.dev/sync-wave: \"{w}\"\ndata:\n  key: \"x\"\n"
+        )
+    };
+    e.repo.write("web/a.yaml", wave("early", 0));
+    // a Deployment in wave 1 takes the simulated rollout time; wave 2 waits for it
+    e.repo.write(
+        "web/d.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: slow\n  annotations:\n    capstan.dev/sync-wave: \"1\"\nspec:\n  selector:\n    matchLabels: {app: slow}\n  template:\n    metadata:\n      labels: {app: slow}\n    spec:\n      containers:\n      - {name: c, image: nginx:1.27}\n",
+    );
+    e.repo.write("web/z.yaml", wave("late", 2));
+    e.repo.commit("three waves");
+    let c = e.controller(&[]);
+    e.application("web", "web", "web", AUTOMATED);
+    e.eventually("the sync to start", Duration::from_secs(30), || {
+        e.try_kubectl(&["get", "deploy", "slow", "-n", "web"])
+            .is_some()
+    });
+    let mut c = c;
+    let _ = c.child.kill(); // SIGKILL mid-sync
+    let _ = c.child.wait();
+    let _c = e.controller(&[]);
+    e.eventually(
+        "convergence after the restart",
+        Duration::from_secs(30),
+        || cm_value(&e, "late").is_some() && e.app("web")["status"]["sync"]["status"] == "Synced",
+    );
+    let inv = e.kubectl(&[
+        "get",
+        "cm",
+        "-n",
+        "capstan-system",
+        "capstan-inventory-apps.web",
+        "-o",
+        "jsonpath={.data.objects}",
+    ]);
+    for name in ["early", "late", "slow", "web"] {
+        assert!(inv.contains(name), "{name} is in the inventory: {inv}");
+    }
+}
+
+#[test]
+fn when_git_is_unreachable_the_last_state_stays_and_nothing_is_pruned() {
+    let e = Env::new();
+    e.repo.write("web/ns.yaml", NS);
+    e.repo.write("web/cm.yaml", cm("settings", "one"));
+    e.repo.commit("first");
+    let _c = e.controller(&[]);
+    e.application("web", "web", "web", AUTOMATED);
+    e.eventually("the first sync", Duration::from_secs(30), || {
+        cm_value(&e, "settings").as_deref() == Some("one")
+    });
+    let Env {
+        cluster,
+        server,
+        repo,
+        _root,
+        state,
+    } = e;
+    drop(server);
+    let e2 = EnvView {
+        cluster: &cluster,
+        state: &state,
+    };
+    e2.eventually(
+        "the fetch failure condition",
+        Duration::from_secs(30),
+        || {
+            let app: Value = serde_json::from_str(&cluster.kubectl_ok(&[
+                "get",
+                "applications",
+                "web",
+                "-n",
+                "apps",
+                "-o",
+                "json",
+            ]))
+            .unwrap();
+            cond(&app, "Ready").is_some_and(|c| c["reason"] == "FetchFailed")
+        },
+    );
+    assert!(
+        cluster
+            .kubectl(&["get", "cm", "settings", "-n", "web"])
+            .status
+            .success(),
+        "the last applied state stays"
+    );
+    drop(repo);
+}
+
+struct EnvView<'a> {
+    cluster: &'a TestCluster,
+    state: &'a tempfile::TempDir,
+}
+
+impl EnvView<'_> {
+    fn eventually(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if check() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = self.cluster;
+        panic!(
+            "timed out waiting for {what}\n{}",
+            std::fs::read_to_string(self.state.path().join("controller.log")).unwrap_or_default()
+        );
+    }
+}
+
+#[test]
+fn a_render_that_fails_or_comes_back_empty_prunes_nothing() {
+    let e = Env::new();
+    e.repo.write("web/ns.yaml", NS);
+    e.repo.write("web/cm.yaml", cm("settings", "one"));
+    e.repo.commit("first");
+    let _c = e.controller(&[]);
+    e.application("web", "web", "web", AUTOMATED);
+    e.eventually("the first sync", Duration::from_secs(30), || {
+        cm_value(&e, "settings").as_deref() == Some("one")
+    });
+
+    e.repo.write(
+        "web/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [broken\n",
+    );
+    e.repo.commit("broken");
+    e.eventually("the render failure", Duration::from_secs(20), || {
+        cond(&e.app("web"), "Ready").is_some_and(|c| {
+            c["reason"] == "RenderFailed"
+                && c["message"].as_str().unwrap_or("").contains("web/cm.yaml")
+        })
+    });
+    assert!(cm_value(&e, "settings").is_some() && e.try_kubectl(&["get", "ns", "web"]).is_some());
+
+    e.repo.remove("web/cm.yaml");
+    e.repo.remove("web/ns.yaml");
+    e.repo.write("web/README.md", "nothing here\n");
+    e.repo.commit("empty");
+    e.eventually("the empty render refused", Duration::from_secs(20), || {
+        cond(&e.app("web"), "Ready").is_some_and(|c| {
+            c["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("rendered no objects")
+        })
+    });
+    assert!(
+        cm_value(&e, "settings").is_some(),
+        "an empty render prunes nothing"
+    );
+}
