@@ -28,11 +28,15 @@ impl Drop for Controller {
 
 impl Env {
     fn new() -> Self {
+        Self::with_cluster(TestCluster::start())
+    }
+
+    fn with_cluster(cluster: TestCluster) -> Self {
         let root = tempfile::tempdir().unwrap();
         let repo = TestRepo::create(root.path(), "env.git");
         let server = GitServer::start(root.path(), None).unwrap();
         Env {
-            cluster: TestCluster::start(),
+            cluster,
             server,
             repo,
             _root: root,
@@ -492,7 +496,12 @@ fn two_controllers_elect_one_leader_and_the_standby_takes_over() {
 
 #[test]
 fn a_controller_killed_in_the_middle_of_a_sync_converges_after_restart() {
-    let e = Env::new();
+    // Deployments take 3 s to become available, so the kill lands while wave 1 waits.
+    let mut opts = TestCluster::default_options();
+    opts.simulation = Some(capstan_apiserver::SimulationOptions {
+        delay: Duration::from_secs(3),
+    });
+    let e = Env::with_cluster(TestCluster::start_with(opts));
     e.repo.write("web/ns.yaml", NS);
     let wave = |name: &str, w: i32| {
         format!(
@@ -516,6 +525,10 @@ fn a_controller_killed_in_the_middle_of_a_sync_converges_after_restart() {
     let mut c = c;
     let _ = c.child.kill(); // SIGKILL mid-sync
     let _ = c.child.wait();
+    assert!(
+        cm_value(&e, "late").is_none(),
+        "killed before wave 2 was applied"
+    );
     let _c = e.controller(&[]);
     e.eventually(
         "convergence after the restart",

@@ -235,7 +235,8 @@ pub struct ApplicationStatus {
     /// Past syncs, newest first (bounded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
-    /// When the Application was last compared with Git.
+    /// When the controller last wrote this status: at every change, sync and refresh.
+    /// A periodic comparison that finds nothing new does not write it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconciled_at: Option<String>,
 }

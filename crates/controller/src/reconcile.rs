@@ -284,6 +284,20 @@ pub async fn reconcile(
 ) -> Next {
     let report = run(&app, trigger, ctx, memory).await;
     let ns = app.namespace().unwrap_or_default();
+    // A periodic pass that found nothing new writes nothing: one status write per
+    // Application per interval would be most of the load a steady fleet puts on the
+    // API server (and wake every watcher of Applications). `reconciledAt` is then the
+    // time of the last write; a requested refresh always writes it.
+    let unchanged = app.status.as_ref().is_some_and(|old| {
+        old.reconciled_at.is_some()
+            && ApplicationStatus {
+                reconciled_at: old.reconciled_at.clone(),
+                ..report.status.clone()
+            } == *old
+    });
+    if unchanged && matches!(trigger, Trigger::Interval | Trigger::Drift) {
+        return Next { after: report.next };
+    }
     let api: Api<Application> = Api::namespaced(ctx.client.clone(), &ns);
     // Server-side apply of the whole status: fields the controller no longer sets
     // (a cleared message, a resolved condition) are removed, which a merge patch

@@ -251,10 +251,23 @@ fn display_rel(root: &Path, path: &Path) -> String {
 
 /// Parse a multi-document YAML (or JSON) text into objects, skipping empty documents.
 pub(crate) fn parse_documents(text: &str, file: &str) -> Result<Vec<RawObject>, RenderError> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| RenderError::Parse {
-        path: file.to_string(),
-        message: first_line(&e.to_string()),
-    })?;
+    // The default budget (1,024 documents, 250,000 nodes) is for configuration files;
+    // a generated manifest of thousands of objects is normal here. Alias and anchor
+    // limits (the YAML-bomb guards) stay at their defaults.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: 1_000_000,
+            max_nodes: 50_000_000,
+            max_events: 200_000_000,
+        },
+    };
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
+            RenderError::Parse {
+                path: file.to_string(),
+                message: first_line(&e.to_string()),
+            }
+        })?;
     Ok(docs
         .into_iter()
         .filter(|d| !d.is_null())
@@ -281,6 +294,16 @@ fn first_line(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_generated_file_of_thousands_of_objects_parses() {
+        let text: String = (0..5000)
+            .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\ndata:\n  a: b\n"))
+            .collect();
+        let docs = parse_documents(&text, "all.yaml").unwrap();
+        assert_eq!(docs.len(), 5000);
+        assert_eq!(docs[4999].origin.document, 5000);
+    }
 
     #[test]
     fn broken_yaml_names_file_and_line() {

@@ -30,6 +30,14 @@ pub enum ConfineError {
         /// The path as given.
         path: String,
     },
+    /// A local source that is a file: sources are directories.
+    #[error(
+        "{path:?} is a file; give the directory it is in (every YAML/JSON file there is rendered)"
+    )]
+    NotADirectory {
+        /// The path as given.
+        path: String,
+    },
     /// Reading the tree failed.
     #[error("reading {path:?}")]
     Io {

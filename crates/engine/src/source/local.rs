@@ -14,6 +14,11 @@ use super::{Checkout, ConfineError, confine};
 /// Open a local directory as a checkout.
 pub fn open(dir: &Path) -> Result<Checkout, ConfineError> {
     let root = dir.to_path_buf();
+    if root.is_file() {
+        return Err(ConfineError::NotADirectory {
+            path: dir.display().to_string(),
+        });
+    }
     if !root.is_dir() {
         return Err(ConfineError::NotFound {
             path: dir.display().to_string(),

@@ -1,0 +1,165 @@
+//! `capstan up`, as the README's first command runs it: the embedded API server, the
+//! CRDs, the example Application, and the controller in the foreground — then a
+//! commit to the example reaches the cluster.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use capstan_testkit::TestRepo;
+
+struct Up {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Up {
+    /// Wait for a line of progress containing every one of `parts`.
+    fn wait_for(&mut self, parts: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if parts.iter().all(|p| line.contains(p)) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {parts:?} within {timeout:?}; capstan up printed:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("kubectl");
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env("HOME", home)
+        .args(args);
+    let out = capstan_testkit::process::run(cmd, None, Duration::from_secs(60));
+    capstan_testkit::process::assert_success(&out, &format!("kubectl {}", args.join(" ")));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn up_syncs_the_example_and_a_commit_reaches_the_cluster() {
+    // The examples directory in a repository of its own, as in a fresh clone.
+    let root = tempfile::tempdir().unwrap();
+    let repo = TestRepo::create(root.path(), "capstan.git");
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    copy_dir(&examples, &repo.work_path().join("examples"));
+    repo.commit("examples");
+
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .current_dir(repo.work_path())
+        .args(["up", "--port", "0", "--dir"])
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("capstan up starts");
+    let (tx, rx) = mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let mut up = Up {
+        child,
+        lines: rx,
+        seen: Vec::new(),
+    };
+
+    let kubeconfig = data.path().join("kubeconfig");
+    up.wait_for(
+        &["export KUBECONFIG=", "kubeconfig"],
+        Duration::from_secs(60),
+    );
+    up.wait_for(
+        &["Application capstan-system/guestbook applied"],
+        Duration::from_secs(60),
+    );
+    let first = repo.head();
+    up.wait_for(
+        &[
+            "capstan-system/guestbook: Synced at",
+            &first[..7],
+            "Healthy",
+        ],
+        Duration::from_secs(60),
+    );
+
+    // kubectl sees what was applied, through the kubeconfig `up` wrote.
+    let home = data.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let deployments = kubectl(
+        &kubeconfig,
+        &home,
+        &["get", "deployments", "-n", "guestbook"],
+    );
+    assert!(deployments.contains("guestbook"), "{deployments}");
+    let apps = kubectl(&kubeconfig, &home, &["get", "applications", "-A"]);
+    assert!(
+        apps.contains("guestbook") && apps.contains("Synced") && apps.contains("Healthy"),
+        "{apps}"
+    );
+
+    // Edit, commit: applied within the example's 10 s interval.
+    let cm = repo.work_path().join("examples/guestbook/configmap.yaml");
+    let text = std::fs::read_to_string(&cm).unwrap();
+    std::fs::write(&cm, text.replace("blue", "green")).unwrap();
+    let second = repo.commit("guestbook: green");
+    up.wait_for(
+        &["capstan-system/guestbook: Synced at", &second[..7]],
+        Duration::from_secs(30),
+    );
+    let color = kubectl(
+        &kubeconfig,
+        &home,
+        &[
+            "get",
+            "configmap",
+            "guestbook-config",
+            "-n",
+            "guestbook",
+            "-o",
+            "jsonpath={.data.color}",
+        ],
+    );
+    assert_eq!(color, "green");
+}
