@@ -133,6 +133,9 @@ const NS: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n";
 const AUTOMATED: &str =
     "  interval: 2s\n  syncPolicy:\n    automated:\n      prune: true\n      selfHeal: true\n";
 
+/// A Deployment in wave 1: the sync waits for its (simulated) rollout before wave 2.
+const SLOW_DEPLOYMENT_WAVE_1: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: slow\n  annotations:\n    capstan.dev/sync-wave: \"1\"\nspec:\n  selector:\n    matchLabels: {app: slow}\n  template:\n    metadata:\n      labels: {app: slow}\n    spec:\n      containers:\n      - {name: c, image: nginx:1.27}\n";
+
 fn cm_value(e: &Env, name: &str) -> Option<String> {
     e.try_kubectl(&["get", "cm", name, "-n", "web", "-o", "jsonpath={.data.key}"])
 }
@@ -357,6 +360,54 @@ fn the_emergency_stop_blocks_syncs_survives_a_restart_and_resume_catches_up() {
 }
 
 #[test]
+fn a_sync_in_progress_stops_before_its_next_wave() {
+    // Deployments take 3 s to become available: the stop lands while wave 1 waits.
+    let mut opts = TestCluster::default_options();
+    opts.simulation = Some(capstan_apiserver::SimulationOptions {
+        delay: Duration::from_secs(3),
+    });
+    let e = Env::with_cluster(TestCluster::start_with(opts));
+    e.repo.write("web/ns.yaml", NS);
+    e.repo.write("web/d.yaml", SLOW_DEPLOYMENT_WAVE_1);
+    e.repo.write(
+        "web/z.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: late\n  annotations:\n    capstan.dev/sync-wave: \"2\"\ndata:\n  key: \"x\"\n",
+    );
+    e.repo.commit("two waves");
+    let _c = e.controller(&[]);
+    e.application("web", "web", "web", AUTOMATED);
+    e.eventually("wave 1 applied", Duration::from_secs(30), || {
+        e.try_kubectl(&["get", "deploy", "slow", "-n", "web"])
+            .is_some()
+    });
+    let out = e.capstan(&["stop", "--reason", "mid-sync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    e.eventually("the sync to stop", Duration::from_secs(30), || {
+        e.app("web")["status"]["operationState"]["phase"] == "Stopped"
+    });
+    let op = &e.app("web")["status"]["operationState"];
+    assert!(
+        op["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("before wave 2")),
+        "{op}"
+    );
+    assert!(cm_value(&e, "late").is_none(), "wave 2 was not applied");
+
+    let out = e.capstan(&["resume"]);
+    assert!(out.status.success());
+    e.eventually(
+        "the sync finishing after resume",
+        Duration::from_secs(30),
+        || cm_value(&e, "late").is_some() && e.app("web")["status"]["sync"]["status"] == "Synced",
+    );
+}
+
+#[test]
 fn suspend_rollback_and_depends_on() {
     let e = Env::new();
     e.repo.write("db/ns.yaml", NS);
@@ -510,10 +561,7 @@ fn a_controller_killed_in_the_middle_of_a_sync_converges_after_restart() {
     };
     e.repo.write("web/a.yaml", wave("early", 0));
     // a Deployment in wave 1 takes the simulated rollout time; wave 2 waits for it
-    e.repo.write(
-        "web/d.yaml",
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: slow\n  annotations:\n    capstan.dev/sync-wave: \"1\"\nspec:\n  selector:\n    matchLabels: {app: slow}\n  template:\n    metadata:\n      labels: {app: slow}\n    spec:\n      containers:\n      - {name: c, image: nginx:1.27}\n",
-    );
+    e.repo.write("web/d.yaml", SLOW_DEPLOYMENT_WAVE_1);
     e.repo.write("web/z.yaml", wave("late", 2));
     e.repo.commit("three waves");
     let c = e.controller(&[]);
