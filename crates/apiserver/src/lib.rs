@@ -68,6 +68,8 @@ pub struct ServerOptions {
     pub history_limit: usize,
     /// Interval between watch bookmarks (when a client allows them).
     pub bookmark_interval: Duration,
+    /// Record every resource request here (off by default).
+    pub request_log: Option<Arc<http::requests::RequestLog>>,
 }
 
 impl Default for ServerOptions {
@@ -79,6 +81,7 @@ impl Default for ServerOptions {
             simulation: Some(SimulationOptions::default()),
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(10),
+            request_log: None,
         }
     }
 }
@@ -164,6 +167,7 @@ impl ApiServer {
             token: identity.token.clone(),
             server_address,
             bookmark_interval: opts.bookmark_interval,
+            request_log: opts.request_log.clone(),
         });
         let app = http::router(state);
         let handle = axum_server::Handle::new();

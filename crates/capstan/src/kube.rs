@@ -4,6 +4,14 @@ use anyhow::Context;
 
 use crate::args::ClusterArgs;
 
+static COMPONENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Name the part of Capstan making requests (the subcommand), for the User-Agent
+/// `capstan/VERSION (COMPONENT)`.
+pub fn set_component(name: &str) {
+    let _ = COMPONENT.set(name.to_string());
+}
+
 /// A client for the cluster the flags (or $KUBECONFIG, or ~/.kube/config) name.
 pub async fn client(args: &ClusterArgs) -> anyhow::Result<kube::Client> {
     let opts = kube::config::KubeConfigOptions {
@@ -26,5 +34,14 @@ pub async fn client(args: &ClusterArgs) -> anyhow::Result<kube::Client> {
             "loading the kubeconfig ($KUBECONFIG or ~/.kube/config) or the in-cluster service account; pass --kubeconfig",
         )?,
     };
+    let mut config = config;
+    let agent = format!(
+        "capstan/{} ({})",
+        env!("CARGO_PKG_VERSION"),
+        COMPONENT.get().map(String::as_str).unwrap_or("capstan")
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&agent) {
+        config.headers.push((http::header::USER_AGENT, value));
+    }
     kube::Client::try_from(config).context("creating the Kubernetes client")
 }

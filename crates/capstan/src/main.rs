@@ -11,7 +11,7 @@ mod source;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Capstan allocates many small JSON values (objects, field sets, diffs); mimalloc
 /// handles that markedly faster than the system allocator (see docs/benchmarks.md).
@@ -90,7 +90,14 @@ async fn install(cmd: InstallCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    // The subcommand goes into the User-Agent, so the API server's audit log tells
+    // the controller's requests from a person's `capstan sync`.
+    kube::set_component(matches.subcommand_name().unwrap_or("capstan"));
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")

@@ -4,6 +4,7 @@
 
 pub mod discovery;
 pub mod request;
+pub mod requests;
 pub mod table;
 pub mod watch;
 
@@ -33,6 +34,8 @@ pub struct AppState {
     pub server_address: String,
     /// Interval between watch bookmarks.
     pub bookmark_interval: Duration,
+    /// Where resource requests are recorded, if anywhere.
+    pub request_log: Option<Arc<requests::RequestLog>>,
 }
 
 /// The router serving the whole API.
@@ -160,15 +163,46 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response> {
                 .ok_or_else(|| ApiError::no_route(&path))
         }
         ["api", v, rest @ ..] => match parse_resource_path("", v, rest) {
-            Some(t) => resource(state, t, req).await,
+            Some(t) => {
+                record(state, &t, &req);
+                resource(state, t, req).await
+            }
             None => Err(ApiError::no_route(&path)),
         },
         ["apis", g, v, rest @ ..] => match parse_resource_path(g, v, rest) {
-            Some(t) => resource(state, t, req).await,
+            Some(t) => {
+                record(state, &t, &req);
+                resource(state, t, req).await
+            }
             None => Err(ApiError::no_route(&path)),
         },
         _ => Err(ApiError::no_route(&path)),
     }
+}
+
+fn record(state: &AppState, t: &Target, req: &Request) {
+    let Some(log) = &state.request_log else {
+        return;
+    };
+    let watch = t.watch_path
+        || req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+    log.push(requests::RequestRecord {
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        verb: requests::verb(req.method(), t.name.is_some(), watch).to_string(),
+        group: t.group.clone(),
+        resource: t.resource.clone(),
+        subresource: t.subresource.clone(),
+        namespace: t.namespace.clone(),
+        name: t.name.clone(),
+    });
 }
 
 /// A list on the wire, serialized without copying its items.
