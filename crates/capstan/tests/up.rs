@@ -58,6 +58,33 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+fn spawn_up(dir: &Path, args: &[&str]) -> Up {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .current_dir(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("capstan up starts");
+    let (tx, rx) = mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    Up {
+        child,
+        lines: rx,
+        seen: Vec::new(),
+    }
+}
+
 fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> String {
     let mut cmd = Command::new("kubectl");
     cmd.arg("--kubeconfig")
@@ -79,31 +106,10 @@ fn up_syncs_the_example_and_a_commit_reaches_the_cluster() {
     repo.commit("examples");
 
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .current_dir(repo.work_path())
-        .args(["up", "--port", "0", "--dir"])
-        .arg(data.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("capstan up starts");
-    let (tx, rx) = mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let mut up = Up {
-        child,
-        lines: rx,
-        seen: Vec::new(),
-    };
+    let mut up = spawn_up(
+        repo.work_path(),
+        &["up", "--port", "0", "--dir", data.path().to_str().unwrap()],
+    );
 
     let kubeconfig = data.path().join("kubeconfig");
     up.wait_for(
@@ -111,7 +117,7 @@ fn up_syncs_the_example_and_a_commit_reaches_the_cluster() {
         Duration::from_secs(60),
     );
     up.wait_for(
-        &["Application capstan-system/guestbook applied"],
+        &["Application capstan-system/guestbook applied from applications/guestbook.yaml"],
         Duration::from_secs(60),
     );
     let first = repo.head();
@@ -162,4 +168,38 @@ fn up_syncs_the_example_and_a_commit_reaches_the_cluster() {
         ],
     );
     assert_eq!(color, "green");
+}
+
+#[test]
+fn up_with_a_kubeconfig_uses_that_cluster() {
+    let root = tempfile::tempdir().unwrap();
+    let repo = TestRepo::create(root.path(), "capstan.git");
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    copy_dir(&examples, &repo.work_path().join("examples"));
+    let head = repo.commit("examples");
+    let cluster = capstan_testkit::TestCluster::start();
+    let data = tempfile::tempdir().unwrap();
+    let mut up = spawn_up(
+        repo.work_path(),
+        &[
+            "up",
+            "examples",
+            "--dir",
+            data.path().to_str().unwrap(),
+            "--kubeconfig",
+            cluster.kubeconfig_path().to_str().unwrap(),
+        ],
+    );
+    up.wait_for(
+        &["capstan-system/guestbook: Synced at", &head[..7], "Healthy"],
+        Duration::from_secs(60),
+    );
+    assert!(
+        !up.seen.iter().any(|l| l.contains("embedded")),
+        "no embedded API server: {:?}",
+        up.seen
+    );
+    assert!(!data.path().join("kubeconfig").exists());
+    let svc = cluster.kubectl_ok(&["get", "service", "guestbook", "-n", "guestbook"]);
+    assert!(svc.contains("guestbook"), "{svc}");
 }

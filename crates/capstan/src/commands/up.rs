@@ -175,7 +175,10 @@ pub async fn run(cmd: UpCommand) -> anyhow::Result<ExitCode> {
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| cmd.path.clone());
             resolve_repo(&mut obj, &file_dir).with_context(|| format!("{}", r.origin))?;
-            apps.push(obj);
+            apps.push(capstan_engine::render::RawObject {
+                object: obj,
+                origin: r.origin.clone(),
+            });
         }
     }
     if apps.is_empty() {
@@ -185,15 +188,7 @@ pub async fn run(cmd: UpCommand) -> anyhow::Result<ExitCode> {
         );
     }
     let desired = capstan_engine::render::normalize::normalize(
-        apps.into_iter()
-            .map(|object| capstan_engine::render::RawObject {
-                object,
-                origin: capstan_engine::render::Origin {
-                    file: cmd.path.display().to_string(),
-                    document: 1,
-                },
-            })
-            .collect(),
+        apps,
         client.default_namespace(),
         &Scopes::builtin(),
     )?;
