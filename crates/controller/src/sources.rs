@@ -45,7 +45,10 @@ impl Default for SourceOptions {
     fn default() -> Self {
         SourceOptions {
             fetch_reuse: Duration::from_secs(5),
-            render_cache_entries: 1024,
+            // One entry per Application of a large fleet: a plain directory's render
+            // of a few objects costs a few KiB, so 16,384 entries stay well inside the
+            // controller's budget of 30 KiB per Application (docs/benchmarks.md).
+            render_cache_entries: 16_384,
             checkouts: 8,
         }
     }
