@@ -357,6 +357,17 @@ fn the_emergency_stop_blocks_syncs_survives_a_restart_and_resume_catches_up() {
         audit.contains("stop") && audit.contains("resume") && audit.contains("sync"),
         "{audit}"
     );
+    // ...and as Kubernetes Events, on the Application and on the stop switch.
+    let described = e.kubectl(&["describe", "application", "web", "-n", "apps"]);
+    assert!(
+        described.contains("Synced") && described.contains("automated sync to"),
+        "kubectl describe shows the sync events:\n{described}"
+    );
+    let events = e.kubectl(&["get", "events", "-n", "capstan-system"]);
+    assert!(
+        events.contains("EmergencyStop") && events.contains("EmergencyStopLifted"),
+        "{events}"
+    );
 }
 
 #[test]

@@ -13,8 +13,12 @@
 
 use std::collections::BTreeMap;
 
-use kube::CustomResource;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, ListParams, PostParams};
+use kube::{CustomResource, Resource};
+
+use crate::crd::Application;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -73,11 +77,142 @@ pub struct AuditRecordSpec {
     pub details: String,
 }
 
-/// Append a record in `namespace`.
+/// Append a record in `namespace`, and publish it as a core/v1 Event on the
+/// Application it is about (`regarding`; looked up when not given) — or, for the
+/// cluster-wide emergency stop, on the stop's ConfigMap — so `kubectl describe` and
+/// `kubectl get events` show it. The Event is best effort: the record is what counts.
 pub async fn append(
     client: &kube::Client,
     namespace: &str,
     spec: AuditRecordSpec,
+    regarding: Option<ObjectReference>,
+) -> Result<(), kube::Error> {
+    create_record(client, namespace, &spec).await?;
+    let regarding = match regarding {
+        Some(r) => Some(r),
+        None => lookup(client, namespace, &spec.application).await,
+    };
+    if let Some(r) = regarding
+        && let Err(e) = publish(client, &r, &spec).await
+    {
+        tracing::debug!(error = %e, "publishing the audit event");
+    }
+    Ok(())
+}
+
+async fn lookup(
+    client: &kube::Client,
+    namespace: &str,
+    application: &str,
+) -> Option<ObjectReference> {
+    if application == "*" {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        let cm = api.get_opt(crate::stop::STOP_CONFIGMAP).await.ok()??;
+        return Some(cm.object_ref(&()));
+    }
+    let (ns, name) = application.split_once('/')?;
+    let api: Api<Application> = Api::namespaced(client.clone(), ns);
+    let app = api.get_opt(name).await.ok()??;
+    Some(app.object_ref(&()))
+}
+
+/// The Event's reason, type and message for a record.
+fn event_text(spec: &AuditRecordSpec) -> (String, &'static str, String) {
+    let failed = matches!(spec.result.as_str(), "Failed" | "Stopped");
+    let reason = match (spec.action.as_str(), spec.result.as_str()) {
+        ("sync", "Failed") => "SyncFailed",
+        ("sync", "Stopped") => "SyncStopped",
+        ("sync", _) => "Synced",
+        ("rollback", "Failed") => "RollbackFailed",
+        ("rollback", "Stopped") => "RollbackStopped",
+        ("rollback", _) => "RolledBack",
+        ("stop", _) => "EmergencyStop",
+        ("resume", _) if spec.application == "*" => "EmergencyStopLifted",
+        ("suspend", _) => "Suspended",
+        ("unsuspend", _) => "Resumed",
+        (other, _) => other,
+    };
+    let kind = if failed || spec.action == "stop" {
+        "Warning"
+    } else {
+        "Normal"
+    };
+    let mut message = match spec.action.as_str() {
+        "sync" | "rollback" => {
+            let to: String = spec.to_revision.chars().take(12).collect();
+            let mut m = format!("{} {} to {to} by {}", spec.trigger, spec.action, spec.actor);
+            if !spec.result.is_empty() {
+                m.push_str(&format!(": {}", spec.result));
+            }
+            if !spec.summary.is_empty() {
+                let parts: Vec<String> = spec
+                    .summary
+                    .iter()
+                    .map(|(k, v)| format!("{v} {k}"))
+                    .collect();
+                m.push_str(&format!(" ({})", parts.join(", ")));
+            }
+            m
+        }
+        action => format!("{action} by {}", spec.actor),
+    };
+    if !spec.details.is_empty() {
+        message.push_str(&format!(" — {}", spec.details));
+    }
+    (
+        reason.to_string(),
+        kind,
+        message.chars().take(1024).collect(),
+    )
+}
+
+async fn publish(
+    client: &kube::Client,
+    regarding: &ObjectReference,
+    spec: &AuditRecordSpec,
+) -> Result<(), kube::Error> {
+    let namespace = regarding
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let (reason, kind, message) = event_text(spec);
+    let now = Time(jiff::Timestamp::now());
+    let name = format!(
+        "{}.{:x}",
+        regarding.name.as_deref().unwrap_or("capstan"),
+        jiff::Timestamp::now().as_nanosecond()
+    );
+    let event = Event {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(namespace.clone()),
+            ..Default::default()
+        },
+        involved_object: regarding.clone(),
+        reason: Some(reason),
+        message: Some(message),
+        type_: Some(kind.into()),
+        action: Some(spec.action.clone()),
+        count: Some(1),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        source: Some(EventSource {
+            component: Some("capstan".into()),
+            ..Default::default()
+        }),
+        reporting_component: Some("capstan".into()),
+        reporting_instance: Some(spec.actor.chars().take(128).collect()),
+        ..Default::default()
+    };
+    let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    api.create(&PostParams::default(), &event).await?;
+    Ok(())
+}
+
+async fn create_record(
+    client: &kube::Client,
+    namespace: &str,
+    spec: &AuditRecordSpec,
 ) -> Result<(), kube::Error> {
     let api: Api<AuditRecord> = Api::namespaced(client.clone(), namespace);
     let base = spec
@@ -96,7 +231,7 @@ pub async fn append(
     };
     let mut name = format!("{base}-{}-{}-{suffix}", spec.action, stamp);
     name.truncate(253);
-    let record = AuditRecord::new(&name, spec);
+    let record = AuditRecord::new(&name, spec.clone());
     api.create(&PostParams::default(), &record).await?;
     Ok(())
 }

@@ -31,7 +31,6 @@ use capstan_engine::destination::Destination;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
@@ -129,36 +128,6 @@ impl Default for ControllerOptions {
     }
 }
 
-/// Publishes Kubernetes Events on Applications.
-#[derive(Clone)]
-pub struct EventPublisher {
-    recorder: Recorder,
-}
-
-impl EventPublisher {
-    /// Publish a Normal (or Warning) event for `app`.
-    pub async fn publish(&self, app: &Application, ok: bool, action: &str, note: &str) {
-        let ev = KubeEvent {
-            type_: if ok {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            },
-            reason: if ok {
-                "Synced".into()
-            } else {
-                "SyncFailed".into()
-            },
-            note: Some(note.chars().take(1000).collect()),
-            action: action.to_string(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &app.object_ref(&())).await {
-            tracing::debug!(error = %e, "publishing an event");
-        }
-    }
-}
-
 /// Everything a reconcile needs.
 #[derive(Clone)]
 pub struct Context {
@@ -174,8 +143,6 @@ pub struct Context {
     pub leader: LeaderFlag,
     /// Options.
     pub opts: ControllerOptions,
-    /// Events.
-    pub events: EventPublisher,
 }
 
 /// A reconcile finished: what the Application looks like now (for progress output).
@@ -225,10 +192,6 @@ pub async fn run(
     reconciled: Option<tokio::sync::mpsc::UnboundedSender<Reconciled>>,
 ) -> Result<(), ControllerError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let reporter = Reporter {
-        controller: "capstan".into(),
-        instance: Some(opts.identity.clone()),
-    };
     let ctx = Context {
         client: client.clone(),
         dest: Destination::new(client.clone(), "default"),
@@ -242,9 +205,6 @@ pub async fn run(
             Some(_) => LeaderFlag::default(),
         },
         opts: opts.clone(),
-        events: EventPublisher {
-            recorder: Recorder::new(client.clone(), reporter),
-        },
     };
     tokio::spawn(
         ctx.stop

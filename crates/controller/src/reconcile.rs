@@ -607,12 +607,9 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
                 .map(|e| e.to_string())
                 .unwrap_or_default(),
         };
-        if let Err(e) = audit::append(&ctx.client, &ns, record).await {
+        if let Err(e) = audit::append(&ctx.client, &ns, record, Some(app.object_ref(&()))).await {
             tracing::warn!(app = %key, error = %e, "writing the audit record");
         }
-        ctx.events
-            .publish(app, phase != "Failed", action, &message)
-            .await;
         if phase == "Failed" {
             tracing::warn!(app = %key, %message, "sync failed");
             memory.failures += 1;

@@ -82,6 +82,9 @@ fn builtin_columns(def: &ResourceDef) -> Vec<Column> {
         cell: name_cell,
     };
     let age = col("Age", "string", age_cell);
+    if def.kind == "Event" && matches!(def.group.as_str(), "" | "events.k8s.io") {
+        return event_columns(name);
+    }
     let mut cols = vec![name];
     match (def.group.as_str(), def.kind.as_str()) {
         ("", "Namespace") => cols.push(col("Status", "string", |o| {
@@ -300,6 +303,62 @@ fn builtin_columns(def: &ResourceDef) -> Vec<Column> {
     }
     cols.push(age);
     cols
+}
+
+/// When an Event was last seen: `lastTimestamp`, the series' last observation,
+/// `eventTime`, or its creation, as kube-apiserver's printer reads them.
+fn event_last_seen(o: &Value) -> Value {
+    let text = [
+        "/lastTimestamp",
+        "/series/lastObservedTime",
+        "/deprecatedLastTimestamp",
+        "/eventTime",
+        "/metadata/creationTimestamp",
+    ]
+    .iter()
+    .filter_map(|p| o.pointer(p).and_then(Value::as_str))
+    .find(|s| !s.is_empty());
+    match text.and_then(meta::parse_time) {
+        Some(ts) => json!(meta::human_duration(
+            jiff::Timestamp::now().as_second() - ts.as_second()
+        )),
+        None => json!("<unknown>"),
+    }
+}
+
+/// The columns `kubectl get events` prints (core/v1 and events.k8s.io/v1 share them).
+fn event_columns(name: Column) -> Vec<Column> {
+    let wide = |c: Column| Column { priority: 1, ..c };
+    let object = |o: &Value| {
+        let r = o
+            .get("involvedObject")
+            .or_else(|| o.get("regarding"))
+            .cloned()
+            .unwrap_or_default();
+        let kind = r.get("kind").and_then(Value::as_str).unwrap_or("");
+        let n = r.get("name").and_then(Value::as_str).unwrap_or("");
+        json!(format!("{}/{n}", kind.to_lowercase()))
+    };
+    vec![
+        col("Last Seen", "string", event_last_seen),
+        col("Type", "string", |o| {
+            o.get("type").cloned().unwrap_or(json!(""))
+        }),
+        col("Reason", "string", |o| {
+            o.get("reason").cloned().unwrap_or(json!(""))
+        }),
+        col("Object", "string", object),
+        col("Message", "string", |o| {
+            o.get("message")
+                .or_else(|| o.get("note"))
+                .cloned()
+                .unwrap_or(json!(""))
+        }),
+        wide(col("Count", "integer", |o| {
+            o.get("count").cloned().unwrap_or(json!(1))
+        })),
+        wide(name),
+    ]
 }
 
 /// Evaluate a printer-column JSONPath such as `.status.conditions[?(@.type=="Ready")].status`.

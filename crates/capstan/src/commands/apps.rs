@@ -577,7 +577,7 @@ async fn record(
         details,
         ..Default::default()
     };
-    if let Err(e) = audit::append(client, ns, spec).await {
+    if let Err(e) = audit::append(client, ns, spec, None).await {
         eprintln!("warning: the audit record could not be written: {e}");
     }
 }
