@@ -419,6 +419,91 @@ fn a_sync_in_progress_stops_before_its_next_wave() {
 }
 
 #[test]
+fn deleting_an_application_deletes_its_objects_only_with_the_finalizer() {
+    let e = Env::new();
+    // The Namespace is not the Application's: deleting it would take everything along.
+    e.cluster.apply(NS);
+    e.repo.write("web/cm.yaml", cm("settings", "one"));
+    e.repo.write(
+        "web/keep.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n  annotations:\n    capstan.dev/prune: \"false\"\ndata:\n  key: \"x\"\n",
+    );
+    e.repo.write(
+        "other/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\n  namespace: web\ndata:\n  key: \"y\"\n",
+    );
+    e.repo.commit("two apps");
+    let _c = e.controller(&[]);
+    e.cluster
+        .apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n");
+    e.cluster.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: Application\nmetadata:\n  name: web\n  namespace: apps\n  finalizers: [capstan.dev/delete-resources]\nspec:\n  source:\n    repoURL: {}\n    path: web\n  destination:\n    namespace: web\n{AUTOMATED}",
+        e.server.url("env.git")
+    ));
+    e.application("other", "other", "web", AUTOMATED);
+    e.eventually("both synced", Duration::from_secs(30), || {
+        cm_value(&e, "settings").is_some()
+            && e.try_kubectl(&["get", "cm", "other", "-n", "web"])
+                .is_some()
+    });
+
+    // Without the finalizer: the Application goes, its objects stay (Argo CD's default).
+    e.kubectl(&["delete", "application", "other", "-n", "apps"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        e.try_kubectl(&["get", "cm", "other", "-n", "web"])
+            .is_some()
+    );
+
+    // With it: everything it applied is deleted first — but not during an emergency stop.
+    assert!(e.capstan(&["stop"]).status.success());
+    e.kubectl(&["delete", "application", "web", "-n", "apps", "--wait=false"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        cm_value(&e, "settings").as_deref(),
+        Some("one"),
+        "stopped: nothing deleted"
+    );
+    assert!(
+        e.try_kubectl(&["get", "application", "web", "-n", "apps"])
+            .is_some()
+    );
+    assert!(e.capstan(&["resume"]).status.success());
+    e.eventually(
+        "the Application and its objects gone",
+        Duration::from_secs(30),
+        || {
+            e.try_kubectl(&["get", "application", "web", "-n", "apps"])
+                .is_none()
+        },
+    );
+    assert!(cm_value(&e, "settings").is_none(), "settings deleted");
+    assert!(
+        e.try_kubectl(&["get", "cm", "keep", "-n", "web"]).is_some(),
+        "objects marked capstan.dev/prune: \"false\" stay"
+    );
+    assert!(
+        e.try_kubectl(&["get", "cm", "other", "-n", "web"])
+            .is_some(),
+        "another Application's objects stay"
+    );
+    assert!(
+        e.try_kubectl(&[
+            "get",
+            "cm",
+            "-n",
+            "capstan-system",
+            "capstan-inventory-apps.web"
+        ])
+        .is_none(),
+        "its inventory is gone"
+    );
+    let audit =
+        String::from_utf8_lossy(&e.capstan(&["audit", "--app", "apps/web"]).stdout).into_owned();
+    assert!(audit.contains("delete"), "{audit}");
+}
+
+#[test]
 fn suspend_rollback_and_depends_on() {
     let e = Env::new();
     e.repo.write("db/ns.yaml", NS);

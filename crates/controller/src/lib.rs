@@ -295,6 +295,7 @@ fn on_app(shared: &Shared, app: &Application) {
     let mut seen = shared.seen.lock().unwrap_or_else(|p| p.into_inner());
     let before = seen.insert(key.clone(), (generation, refresh.clone(), sync.clone()));
     let trigger = match before {
+        _ if app.metadata.deletion_timestamp.is_some() => Some(Trigger::Spec),
         None => Some(Trigger::Spec),
         Some((g, r, s)) => {
             if g != generation || (s != sync && sync.is_some()) {
@@ -345,6 +346,15 @@ async fn worker(shared: Arc<Shared>) {
             shared.scheduler.release(key);
             continue;
         };
+        if app.metadata.deletion_timestamp.is_some() {
+            match reconcile::finalize(&app, &shared.ctx).await {
+                Some(after) => shared
+                    .scheduler
+                    .done(key, Instant::now() + after, Trigger::Spec),
+                None => shared.scheduler.release(key),
+            }
+            continue;
+        }
         let mut memory = {
             let mut m = shared.memory.lock().unwrap_or_else(|p| p.into_inner());
             m.remove(&key).unwrap_or_default()
@@ -364,7 +374,7 @@ async fn worker(shared: Arc<Shared>) {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key.clone(), memory);
-        watch_managed_kinds(&shared, &app).await;
+        watch_managed_kinds(&shared, &next.kinds).await;
         let after = if next.after >= reconcile::interval(&app, shared.ctx.opts.default_interval) {
             jittered(next.after)
         } else {
@@ -385,24 +395,13 @@ async fn worker(shared: Arc<Shared>) {
     }
 }
 
-/// Watch the kinds an Application manages (from its status) for drift.
-async fn watch_managed_kinds(shared: &Shared, app: &Application) {
-    let api: Api<Application> = Api::namespaced(
-        shared.ctx.client.clone(),
-        &app.namespace().unwrap_or_default(),
-    );
-    let Ok(Some(fresh)) = api.get_opt(&app.name_any()).await else {
-        return;
-    };
-    let kinds: std::collections::BTreeSet<(String, String)> = fresh
-        .status
-        .unwrap_or_default()
-        .resources
-        .into_iter()
-        .map(|r| (r.version, r.kind))
-        .collect();
+/// Watch the kinds an Application manages for drift (each kind once).
+async fn watch_managed_kinds(
+    shared: &Shared,
+    kinds: &std::collections::BTreeSet<(String, String)>,
+) {
     for (api_version, kind) in kinds {
-        if let Ok((ar, _)) = shared.ctx.dest.resource(&api_version, &kind).await {
+        if let Ok((ar, _)) = shared.ctx.dest.resource(api_version, kind).await {
             shared
                 .ctx
                 .tracker_ensure(&shared.tracker, ar, shared.drift_tx.clone());

@@ -110,10 +110,12 @@ pub struct AppMemory {
 }
 
 /// What the scheduler should do next.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Next {
     /// Reconcile again after this long.
     pub after: Duration,
+    /// The kinds (apiVersion, kind) the Application manages now, to watch for drift.
+    pub kinds: std::collections::BTreeSet<(String, String)>,
 }
 
 fn condition(
@@ -296,7 +298,10 @@ pub async fn reconcile(
             } == *old
     });
     if unchanged && matches!(trigger, Trigger::Interval | Trigger::Drift) {
-        return Next { after: report.next };
+        return Next {
+            after: report.next,
+            kinds: managed_kinds(&report.status),
+        };
     }
     let api: Api<Application> = Api::namespaced(ctx.client.clone(), &ns);
     // Server-side apply of the whole status: fields the controller no longer sets
@@ -313,7 +318,121 @@ pub async fn reconcile(
     {
         tracing::warn!(app = %format!("{ns}/{}", app.name_any()), error = %e, "writing status");
     }
-    Next { after: report.next }
+    Next {
+        after: report.next,
+        kinds: managed_kinds(&report.status),
+    }
+}
+
+fn managed_kinds(status: &ApplicationStatus) -> std::collections::BTreeSet<(String, String)> {
+    status
+        .resources
+        .iter()
+        .map(|r| (r.version.clone(), r.kind.clone()))
+        .collect()
+}
+
+/// The finalizer that makes deleting an Application delete what it applied (Argo CD's
+/// `resources-finalizer.argocd.argoproj.io`). Without it, deleting an Application
+/// leaves its objects in place.
+pub const DELETE_RESOURCES_FINALIZER: &str = "capstan.dev/delete-resources";
+
+/// An Application being deleted. With [`DELETE_RESOURCES_FINALIZER`]: prune everything
+/// its inventory holds (objects annotated `capstan.dev/prune: "false"` stay), drop the
+/// inventory, audit it, and remove the finalizer — never while the emergency stop is
+/// on. Returns when to try again, or `None` when nothing is left to do.
+pub async fn finalize(app: &Application, ctx: &Context) -> Option<Duration> {
+    let finalizers = app.finalizers();
+    let index = finalizers
+        .iter()
+        .position(|f| f == DELETE_RESOURCES_FINALIZER)?;
+    if ctx.stop.is_stopped() || !ctx.leader.is_leader() {
+        return Some(Duration::from_secs(5));
+    }
+    let ns = app.namespace().unwrap_or_default();
+    let name = app.name_any();
+    let key = format!("{ns}/{name}");
+    let inventory_key = format!("{ns}.{name}");
+    let dest_ns = app
+        .spec
+        .destination
+        .namespace
+        .clone()
+        .unwrap_or_else(|| ns.clone());
+    let dest = ctx.dest.with_namespace(&dest_ns);
+    let last = app
+        .status
+        .as_ref()
+        .and_then(|s| s.sync.as_ref())
+        .map(|s| s.revision.clone())
+        .unwrap_or_default();
+    let revision = Revision {
+        id: last.clone(),
+        requested: String::new(),
+        author: String::new(),
+        message: "Application deleted".into(),
+        time: String::new(),
+    };
+    let mut opts = SyncOptions::new(&name);
+    opts.inventory_key = Some(inventory_key.clone());
+    opts.inventory_namespace = ctx.opts.namespace.clone();
+    opts.prune = true;
+    opts.allow_empty = true;
+    opts.timeout = ctx.opts.wave_timeout;
+    let stop = ctx.stop.clone();
+    let leader = ctx.leader.clone();
+    opts.stop = Some(Arc::new(move || stop.is_stopped() || !leader.is_leader()));
+    let report = sync::sync(&dest, Vec::new(), &revision, &opts).await;
+    if let Some(e) = &report.error {
+        tracing::warn!(app = %key, error = %e, "deleting the Application's resources");
+        return Some(Duration::from_secs(10));
+    }
+    let store = InventoryStore::new(ctx.client.clone(), &ctx.opts.namespace);
+    if let Err(e) = store.delete(&inventory_key).await {
+        tracing::warn!(app = %key, error = %e, "deleting the inventory");
+        return Some(Duration::from_secs(10));
+    }
+    let mut summary = BTreeMap::new();
+    for (verb, n) in report.changes.outcome_counts() {
+        if n > 0 {
+            summary.insert(verb.to_string(), n as u32);
+        }
+    }
+    let record = AuditRecordSpec {
+        time: now(),
+        application: key.clone(),
+        action: "delete".into(),
+        trigger: "deletion".into(),
+        actor: ctx.opts.identity.clone(),
+        from_revision: last,
+        summary,
+        result: "Succeeded".into(),
+        ..Default::default()
+    };
+    if let Err(e) = audit::append(&ctx.client, &ns, record, Some(app.object_ref(&()))).await {
+        tracing::warn!(app = %key, error = %e, "writing the audit record");
+    }
+    // Remove exactly our finalizer; the test fails (and we retry) if the list moved.
+    let path = format!("/metadata/finalizers/{index}");
+    let patch: json_patch::Patch = match serde_json::from_value(json!([
+        {"op": "test", "path": path, "value": DELETE_RESOURCES_FINALIZER},
+        {"op": "remove", "path": path},
+    ])) {
+        Ok(p) => p,
+        Err(_) => return Some(Duration::from_secs(10)),
+    };
+    let api: Api<Application> = Api::namespaced(ctx.client.clone(), &ns);
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+    {
+        Ok(_) => None,
+        Err(kube::Error::Api(e)) if e.code == 404 => None,
+        Err(e) => {
+            tracing::warn!(app = %key, error = %e, "removing the finalizer");
+            Some(Duration::from_secs(2))
+        }
+    }
 }
 
 fn backoff(failures: u32, ctx: &Context, app: &Application) -> Duration {

@@ -68,7 +68,9 @@ impl Tracker {
             let mut events = watcher(api, cfg).boxed();
             while let Some(ev) = events.next().await {
                 let (obj, deleted) = match ev {
-                    Ok(watcher::Event::Apply(o)) => (o, false),
+                    // Objects listed when the watch (re)starts count too: a change made
+                    // while the watch was down is found at once, not at the next interval.
+                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => (o, false),
                     Ok(watcher::Event::Delete(o)) => (o, true),
                     Ok(_) => continue,
                     Err(e) => {

@@ -187,6 +187,19 @@ impl InventoryStore {
         Inventory::decode(app, &text)
     }
 
+    /// Delete the inventory of `app` (gone already is fine).
+    pub async fn delete(&self, app: &str) -> Result<(), InventoryError> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        match api
+            .delete(&Self::name(app), &kube::api::DeleteParams::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(self.err("deleting", app)(e)),
+        }
+    }
+
     /// Replace the inventory of `app`, recording the revision it was applied from.
     pub async fn save(
         &self,
