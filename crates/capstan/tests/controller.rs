@@ -338,6 +338,12 @@ fn the_emergency_stop_blocks_syncs_survives_a_restart_and_resume_catches_up() {
         "OutOfSync",
         "drift is still reported"
     );
+    let listed = e.capstan(&["get", "apps", "-n", "apps"]);
+    let warning = String::from_utf8_lossy(&listed.stderr);
+    assert!(
+        warning.contains("EMERGENCY STOP ON") && warning.contains("incident 42"),
+        "capstan get apps says the stop is on: {warning}"
+    );
     drop(c);
     let _c = e.controller(&[]);
     std::thread::sleep(Duration::from_secs(6));
@@ -352,6 +358,8 @@ fn the_emergency_stop_blocks_syncs_survives_a_restart_and_resume_catches_up() {
     e.eventually("catching up after resume", Duration::from_secs(20), || {
         cm_value(&e, "settings").as_deref() == Some("two")
     });
+    let listed = e.capstan(&["get", "apps", "-n", "apps"]);
+    assert!(!String::from_utf8_lossy(&listed.stderr).contains("EMERGENCY STOP"));
     let audit = String::from_utf8_lossy(&e.capstan(&["audit"]).stdout).into_owned();
     assert!(
         audit.contains("stop") && audit.contains("resume") && audit.contains("sync"),

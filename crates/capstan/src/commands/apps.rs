@@ -111,6 +111,22 @@ pub async fn get(cmd: GetCommand) -> anyhow::Result<ExitCode> {
             output,
         } => {
             let (client, ns) = scope.client().await?;
+            // An operator looking at the fleet must not miss that nothing syncs.
+            if output == Format::Text
+                && let Ok(state) = stop::read(&client, SYSTEM_NAMESPACE).await
+                && state.stopped
+            {
+                eprintln!(
+                    "EMERGENCY STOP ON since {} by {}{}: nothing is applied or pruned until `capstan resume`",
+                    state.at,
+                    state.by,
+                    if state.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", state.reason)
+                    }
+                );
+            }
             let api: Api<Application> = if all_namespaces {
                 Api::all(client)
             } else {
