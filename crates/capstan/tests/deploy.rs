@@ -22,6 +22,35 @@ fn json(cluster: &TestCluster, args: &[&str]) -> Value {
     serde_json::from_str(&cluster.kubectl_ok(&all)).expect("kubectl prints JSON")
 }
 
+/// Run the binary with a Deployment container's arguments (the pod name standing in
+/// for `$(POD_NAME)`) against `cluster`; returns the arguments and the process.
+fn run_deployment_args(
+    cluster: &TestCluster,
+    container: &Value,
+    state: &std::path::Path,
+) -> (Vec<String>, std::process::Child) {
+    let args: Vec<String> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| {
+            a.as_str()
+                .unwrap()
+                .replace("$(POD_NAME)", "capstan-controller-0")
+        })
+        .collect();
+    let child = Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args(&args)
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig_path())
+        .env("CAPSTAN_STATE_DIR", state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (args, child)
+}
+
 #[test]
 fn the_deploy_crds_are_the_ones_the_binary_generates() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_capstan"));
@@ -97,26 +126,8 @@ fn the_deploy_manifests_install_two_controller_replicas_that_elect_a_leader() {
 
     // The Deployment's arguments are flags the binary accepts: run them (the pod name
     // standing in for $(POD_NAME)) and see the replica take the Lease.
-    let args: Vec<String> = container["args"]
-        .as_array()
-        .expect("args")
-        .iter()
-        .map(|a| {
-            a.as_str()
-                .unwrap()
-                .replace("$(POD_NAME)", "capstan-controller-0")
-        })
-        .collect();
     let state = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .args(&args)
-        .arg("--kubeconfig")
-        .arg(cluster.kubeconfig_path())
-        .env("CAPSTAN_STATE_DIR", state.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (args, mut child) = run_deployment_args(&cluster, container, state.path());
     let deadline = Instant::now() + Duration::from_secs(30);
     let holder = loop {
         let out = cluster.kubectl(&[
@@ -279,26 +290,12 @@ fn the_deploy_rbac_allows_every_request_the_controller_makes() {
             "capstan-controller",
         ],
     );
-    let args: Vec<String> = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            a.as_str()
-                .unwrap()
-                .replace("$(POD_NAME)", "capstan-controller-0")
-        })
-        .collect();
     let state = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .args(&args)
-        .arg("--kubeconfig")
-        .arg(cluster.kubeconfig_path())
-        .env("CAPSTAN_STATE_DIR", state.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (_, mut child) = run_deployment_args(
+        &cluster,
+        &deploy["spec"]["template"]["spec"]["containers"][0],
+        state.path(),
+    );
     let wait = |what: &str, check: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !check() {

@@ -332,6 +332,40 @@ fn managed_kinds(status: &ApplicationStatus) -> std::collections::BTreeSet<(Stri
         .collect()
 }
 
+/// The namespace an Application's namespaced objects go to by default.
+fn destination_namespace(app: &Application) -> String {
+    app.spec
+        .destination
+        .namespace
+        .clone()
+        .unwrap_or_else(|| app.namespace().unwrap_or_default())
+}
+
+/// Sync options every controller sync shares: the Application's inventory in the
+/// controller's namespace, the wave timeout, and a stop signal raised by the emergency
+/// stop or by losing leadership.
+fn sync_options(name: &str, inventory_key: &str, ctx: &Context) -> SyncOptions {
+    let mut opts = SyncOptions::new(name);
+    opts.inventory_key = Some(inventory_key.to_string());
+    opts.inventory_namespace = ctx.opts.namespace.clone();
+    opts.timeout = ctx.opts.wave_timeout;
+    let stop = ctx.stop.clone();
+    let leader = ctx.leader.clone();
+    opts.stop = Some(Arc::new(move || stop.is_stopped() || !leader.is_leader()));
+    opts
+}
+
+/// How many objects each outcome had, without the zeros.
+fn change_summary(report: &sync::SyncReport) -> BTreeMap<String, u32> {
+    report
+        .changes
+        .outcome_counts()
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(verb, n)| (verb.to_string(), n as u32))
+        .collect()
+}
+
 /// The finalizer that makes deleting an Application delete what it applied (Argo CD's
 /// `resources-finalizer.argocd.argoproj.io`). Without it, deleting an Application
 /// leaves its objects in place.
@@ -353,13 +387,7 @@ pub async fn finalize(app: &Application, ctx: &Context) -> Option<Duration> {
     let name = app.name_any();
     let key = format!("{ns}/{name}");
     let inventory_key = format!("{ns}.{name}");
-    let dest_ns = app
-        .spec
-        .destination
-        .namespace
-        .clone()
-        .unwrap_or_else(|| ns.clone());
-    let dest = ctx.dest.with_namespace(&dest_ns);
+    let dest = ctx.dest.with_namespace(destination_namespace(app));
     let last = app
         .status
         .as_ref()
@@ -373,15 +401,9 @@ pub async fn finalize(app: &Application, ctx: &Context) -> Option<Duration> {
         message: "Application deleted".into(),
         time: String::new(),
     };
-    let mut opts = SyncOptions::new(&name);
-    opts.inventory_key = Some(inventory_key.clone());
-    opts.inventory_namespace = ctx.opts.namespace.clone();
+    let mut opts = sync_options(&name, &inventory_key, ctx);
     opts.prune = true;
     opts.allow_empty = true;
-    opts.timeout = ctx.opts.wave_timeout;
-    let stop = ctx.stop.clone();
-    let leader = ctx.leader.clone();
-    opts.stop = Some(Arc::new(move || stop.is_stopped() || !leader.is_leader()));
     let report = sync::sync(&dest, Vec::new(), &revision, &opts).await;
     if let Some(e) = &report.error {
         tracing::warn!(app = %key, error = %e, "deleting the Application's resources");
@@ -392,12 +414,7 @@ pub async fn finalize(app: &Application, ctx: &Context) -> Option<Duration> {
         tracing::warn!(app = %key, error = %e, "deleting the inventory");
         return Some(Duration::from_secs(10));
     }
-    let mut summary = BTreeMap::new();
-    for (verb, n) in report.changes.outcome_counts() {
-        if n > 0 {
-            summary.insert(verb.to_string(), n as u32);
-        }
-    }
+    let summary = change_summary(&report);
     let record = AuditRecordSpec {
         time: now(),
         application: key.clone(),
@@ -533,12 +550,7 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
     };
 
     // 2. Render
-    let dest_ns = app
-        .spec
-        .destination
-        .namespace
-        .clone()
-        .unwrap_or_else(|| ns.clone());
+    let dest_ns = destination_namespace(app);
     let dest = ctx.dest.with_namespace(&dest_ns);
     let scopes = match dest.scopes().await {
         Ok(s) => s,
@@ -645,19 +657,13 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
     let mut next = interval;
     let mut synced_report = None;
     if wants && blocked.is_none() {
-        let mut opts = SyncOptions::new(&name);
+        let mut opts = sync_options(&name, &inventory_key, ctx);
         opts.plan = plan_opts.clone();
-        opts.inventory_key = Some(inventory_key.clone());
-        opts.inventory_namespace = ctx.opts.namespace.clone();
         opts.prune = request
             .as_ref()
             .and_then(|r| r.prune)
             .unwrap_or_else(|| automated.is_some_and(|a| a.prune));
         opts.allow_empty = policy.allow_empty;
-        opts.timeout = ctx.opts.wave_timeout;
-        let stop = ctx.stop.clone();
-        let leader = ctx.leader.clone();
-        opts.stop = Some(Arc::new(move || stop.is_stopped() || !leader.is_leader()));
         let trigger_name = request
             .as_ref()
             .map(|r| r.trigger.clone())
@@ -669,12 +675,7 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
             Some(sync::SyncError::Stopped { .. }) => "Stopped",
             Some(_) => "Failed",
         };
-        let mut summary = BTreeMap::new();
-        for (verb, n) in report.changes.outcome_counts() {
-            if n > 0 {
-                summary.insert(verb.to_string(), n as u32);
-            }
-        }
+        let summary = change_summary(&report);
         let mut message = match &report.error {
             None => format!("synced to {}", revision.short()),
             Some(e) => e.to_string(),
