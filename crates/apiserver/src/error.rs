@@ -185,6 +185,24 @@ impl ApiError {
         )
     }
 
+    /// 409 Conflict for a failed uid or resourceVersion precondition, worded like the
+    /// storage error kube-apiserver wraps (`key` is the object's storage key).
+    pub fn precondition_failed(
+        gr: &GroupResource,
+        name: &str,
+        key: &str,
+        why: impl AsRef<str>,
+    ) -> Self {
+        ApiError::conflict(
+            gr,
+            name,
+            format!(
+                "StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: {}",
+                why.as_ref()
+            ),
+        )
+    }
+
     /// 409 Conflict raised by server-side apply, listing every conflicting field.
     pub fn apply_conflict(gr: &GroupResource, name: &str, causes: Vec<Cause>) -> Self {
         let n = causes.len();

@@ -293,6 +293,81 @@ mod tests {
     }
 
     #[test]
+    fn strategic_merge_merges_container_ports_by_container_port() {
+        let doc = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "ports": [
+            {"name": "http", "containerPort": 80, "protocol": "TCP"},
+            {"name": "dns", "containerPort": 53, "protocol": "UDP"}]}]}}}});
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "ports": [
+            {"containerPort": 80, "name": "web"}, {"containerPort": 443, "name": "https"}]}]}}}});
+        let out = strategic_merge_patch(&doc, &patch, &deploy()).unwrap();
+        assert_eq!(
+            containers(&out)[0]["ports"],
+            json!([
+                {"name": "web", "containerPort": 80, "protocol": "TCP"},
+                {"name": "dns", "containerPort": 53, "protocol": "UDP"},
+                {"containerPort": 443, "name": "https"},
+            ])
+        );
+        let keyless = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "ports": [{"name": "x"}]}]}}}});
+        let err = strategic_merge_patch(&doc, &keyless, &deploy()).unwrap_err();
+        assert!(err.contains("containerPort"), "{err}");
+    }
+
+    #[test]
+    fn strategic_merge_merges_volumes_by_name_and_mounts_by_mount_path() {
+        let doc = json!({"spec": {"template": {"spec": {
+            "containers": [{"name": "a", "volumeMounts": [
+                {"name": "cfg", "mountPath": "/etc/cfg"}, {"name": "logs", "mountPath": "/var/log"}]}],
+            "volumes": [{"name": "cfg", "configMap": {"name": "cfg"}}, {"name": "logs", "emptyDir": {}}]}}}});
+        let patch = json!({"spec": {"template": {"spec": {
+            "containers": [{"name": "a", "volumeMounts": [
+                {"mountPath": "/etc/cfg", "readOnly": true}, {"name": "data", "mountPath": "/data"}]}],
+            "volumes": [{"name": "cfg", "configMap": {"optional": true}}, {"name": "data", "emptyDir": {}}]}}}});
+        let out = strategic_merge_patch(&doc, &patch, &deploy()).unwrap();
+        assert_eq!(
+            containers(&out)[0]["volumeMounts"],
+            json!([
+                {"name": "cfg", "mountPath": "/etc/cfg", "readOnly": true},
+                {"name": "logs", "mountPath": "/var/log"},
+                {"name": "data", "mountPath": "/data"},
+            ])
+        );
+        assert_eq!(
+            out["spec"]["template"]["spec"]["volumes"],
+            json!([
+                {"name": "cfg", "configMap": {"name": "cfg", "optional": true}},
+                {"name": "logs", "emptyDir": {}},
+                {"name": "data", "emptyDir": {}},
+            ])
+        );
+    }
+
+    #[test]
+    fn strategic_merge_merges_service_ports_by_port() {
+        let svc = Schema::Builtin {
+            group: "",
+            kind: "Service",
+        };
+        let doc = json!({"spec": {"ports": [
+            {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"},
+            {"name": "https", "port": 443, "targetPort": 8443, "protocol": "TCP"}]}});
+        let patch = json!({"spec": {"ports": [{"port": 80, "targetPort": 9090}, {"name": "alt", "port": 8000}]}});
+        let out = strategic_merge_patch(&doc, &patch, &svc).unwrap();
+        assert_eq!(
+            out["spec"]["ports"],
+            json!([
+                {"name": "http", "port": 80, "targetPort": 9090, "protocol": "TCP"},
+                {"name": "https", "port": 443, "targetPort": 8443, "protocol": "TCP"},
+                {"name": "alt", "port": 8000},
+            ])
+        );
+        let delete = json!({"spec": {"ports": [{"port": 443, "$patch": "delete"}]}});
+        let out = strategic_merge_patch(&doc, &delete, &svc).unwrap();
+        assert_eq!(out["spec"]["ports"].as_array().unwrap().len(), 1);
+        assert_eq!(out["spec"]["ports"][0]["port"], 80);
+    }
+
+    #[test]
     fn strategic_merge_directives() {
         let doc = json!({"metadata": {"finalizers": ["a", "b"]}, "spec": {"template": {"spec": {"containers": [
             {"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}}}});

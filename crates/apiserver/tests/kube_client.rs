@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy, WatchEvent,
     WatchParams,
@@ -17,30 +17,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
 use capstan_apiserver::ServerOptions;
-use util::{start_async, test_options};
-
-fn api_error(e: kube::Error) -> (u16, String, String) {
-    match e {
-        kube::Error::Api(s) => (s.code, s.reason.clone(), s.message.clone()),
-        other => panic!("expected an API error, got {other:?}"),
-    }
-}
-
-fn cm(name: &str, labels: Value, data: Value) -> ConfigMap {
-    serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}, "data": data}))
-        .expect("configmap")
-}
-
-async fn namespace(client: &kube::Client, name: &str) {
-    let ns: Namespace = serde_json::from_value(
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
-    )
-    .unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace");
-}
+use util::{api_error, cm, namespace, start_async, test_options};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_sees_adds_changes_deletes_and_selector_transitions() {
@@ -739,31 +716,7 @@ async fn bad_input_gets_a_status_never_a_crash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_resources_are_served_validated_and_defaulted() {
     let (server, client) = start_async(test_options()).await;
-    let crd: Value = serde_saphyr::from_str(&util::fixture("widget-crd.yaml")).unwrap();
-    let crds: Api<kube::api::DynamicObject> = Api::all_with(
-        client.clone(),
-        &kube::api::ApiResource::from_gvk_with_plural(
-            &kube::api::GroupVersionKind::gvk(
-                "apiextensions.k8s.io",
-                "v1",
-                "CustomResourceDefinition",
-            ),
-            "customresourcedefinitions",
-        ),
-    );
-    crds.patch(
-        "widgets.example.com",
-        &PatchParams::apply("t"),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    let ar = kube::api::ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk("example.com", "v1", "Widget"),
-        "widgets",
-    );
-    let widgets: Api<kube::api::DynamicObject> =
-        Api::namespaced_with(client.clone(), "default", &ar);
+    let widgets = util::widgets(&client, "default").await;
     let w = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 2, "unknown": true}});
     let made = widgets
         .patch("w", &PatchParams::apply("t"), &Patch::Apply(&w))

@@ -56,6 +56,65 @@ pub struct Preconditions {
     pub resource_version: Option<String>,
 }
 
+impl Preconditions {
+    /// A uid precondition only (what a PUT naming a uid asks for).
+    pub fn uid(uid: &str) -> Self {
+        Preconditions {
+            uid: (!uid.is_empty()).then(|| uid.to_string()),
+            resource_version: None,
+        }
+    }
+
+    /// Check `obj` (stored as `def`): 409 Conflict when a precondition fails.
+    pub fn check(&self, def: &ResourceDef, obj: &Value) -> Result<()> {
+        let failed = |why: String| {
+            let (ns, name) = (meta::namespace(obj), meta::name(obj));
+            ApiError::precondition_failed(
+                &def.group_resource(),
+                name,
+                &storage_key(def, ns, name),
+                why,
+            )
+        };
+        if let Some(uid) = &self.uid
+            && uid != meta::uid(obj)
+        {
+            return Err(failed(format!(
+                "UID in precondition: {uid}, UID in object meta: {}",
+                meta::uid(obj)
+            )));
+        }
+        let stored_rv = meta::meta_str(obj, "resourceVersion");
+        if let Some(rv) = &self.resource_version
+            && rv != stored_rv
+        {
+            return Err(failed(format!(
+                "ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {stored_rv}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The etcd key kube-apiserver would store an object under, as its errors show it:
+/// `/registry/<resource>/...` for built-in kinds, `/registry/<group>/<resource>/...`
+/// for custom resources.
+fn storage_key(def: &ResourceDef, ns: &str, name: &str) -> String {
+    let mut key = String::from("/registry/");
+    if def.is_custom() {
+        key.push_str(&def.group);
+        key.push('/');
+    }
+    key.push_str(&def.plural);
+    for part in [ns, name] {
+        if !part.is_empty() {
+            key.push('/');
+            key.push_str(part);
+        }
+    }
+    key
+}
+
 /// Options of a delete.
 #[derive(Debug, Clone, Default)]
 pub struct DeleteOptions {
@@ -115,26 +174,10 @@ impl Cluster {
         let gr = def.group_resource();
         let ns = if def.namespaced { ns } else { "" };
         let out = self.store.transact(|txn| {
-            let old = txn.get(&gr, ns, name).ok_or_else(|| ApiError::not_found(&gr, name))?;
-            if let Some(uid) = &opts.preconditions.uid
-                && uid != meta::uid(&old) {
-                    return Err(ApiError::conflict(
-                        &gr,
-                        name,
-                        format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta::uid(&old)),
-                    ));
-                }
-            if let Some(rv) = &opts.preconditions.resource_version
-                && rv != meta::meta_str(&old, "resourceVersion") {
-                    return Err(ApiError::conflict(
-                        &gr,
-                        name,
-                        format!(
-                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                            meta::meta_str(&old, "resourceVersion")
-                        ),
-                    ));
-                }
+            let old = txn
+                .get(&gr, ns, name)
+                .ok_or_else(|| ApiError::not_found(&gr, name))?;
+            opts.preconditions.check(def, &old)?;
             let mut obj = (*old).clone();
             let mut finalizers = meta::finalizers(&obj);
             let extra = match opts.propagation {
@@ -143,17 +186,24 @@ impl Cluster {
                 _ => None,
             };
             if let Some(f) = extra
-                && !finalizers.iter().any(|x| x == f) {
-                    finalizers.push(f.to_string());
-                }
+                && !finalizers.iter().any(|x| x == f)
+            {
+                finalizers.push(f.to_string());
+            }
             meta::set_finalizers(&mut obj, &finalizers);
             if meta::is_deleting(&old) {
                 // Already terminating: only a new propagation finalizer changes anything.
                 if finalizers == meta::finalizers(&old) || opts.dry_run {
-                    return Ok(Deleted { object: Cluster::to_version(def, &old), gone: false });
+                    return Ok(Deleted {
+                        object: Cluster::to_version(def, &old),
+                        gone: false,
+                    });
                 }
                 let stored = txn.put(&gr, obj);
-                return Ok(Deleted { object: Cluster::to_version(def, &stored), gone: false });
+                return Ok(Deleted {
+                    object: Cluster::to_version(def, &stored),
+                    gone: false,
+                });
             }
             if blocks_deletion(def, &obj) {
                 let m = meta::metadata_mut(&mut obj);
@@ -163,16 +213,28 @@ impl Cluster {
                     obj["status"] = json!({"phase": "Terminating"});
                 }
                 if opts.dry_run {
-                    return Ok(Deleted { object: Cluster::to_version(def, &obj), gone: false });
+                    return Ok(Deleted {
+                        object: Cluster::to_version(def, &obj),
+                        gone: false,
+                    });
                 }
                 let stored = txn.put(&gr, obj);
-                return Ok(Deleted { object: Cluster::to_version(def, &stored), gone: false });
+                return Ok(Deleted {
+                    object: Cluster::to_version(def, &stored),
+                    gone: false,
+                });
             }
             if opts.dry_run {
-                return Ok(Deleted { object: Cluster::to_version(def, &obj), gone: true });
+                return Ok(Deleted {
+                    object: Cluster::to_version(def, &obj),
+                    gone: true,
+                });
             }
             let last = txn.delete(&gr, obj);
-            Ok(Deleted { object: Cluster::to_version(def, &last), gone: true })
+            Ok(Deleted {
+                object: Cluster::to_version(def, &last),
+                gone: true,
+            })
         })?;
         if out.gone
             && !opts.dry_run

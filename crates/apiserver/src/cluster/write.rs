@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rand::Rng;
 use serde_json::{Value, json};
 
-use super::Cluster;
+use super::{Cluster, Preconditions};
 use crate::crd;
 use crate::error::{ApiError, Cause, Result};
 use crate::managed::{self, Scope, Writer};
@@ -136,6 +136,20 @@ fn check_identity(def: &ResourceDef, body: &mut Value, ns: &str, name: Option<&s
         }
     }
     Ok(())
+}
+
+/// A patch or apply may not change `metadata.uid` (an empty one keeps the stored uid).
+fn check_uid_kept(def: &ResourceDef, old: &Value, new: &Value) -> Result<()> {
+    let uid = meta::uid(new);
+    if uid.is_empty() || uid == meta::uid(old) {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        &def.group,
+        &def.kind,
+        meta::name(old),
+        vec![Cause::immutable("metadata.uid", &json!(uid))],
+    ))
 }
 
 /// Objects may not be created in a missing or terminating namespace.
@@ -271,6 +285,8 @@ impl Cluster {
             let old = txn
                 .get(&gr, ns, name)
                 .ok_or_else(|| ApiError::not_found(&gr, name))?;
+            // a uid in the body is a precondition, as in kube-apiserver
+            Preconditions::uid(meta::uid(&body)).check(def, &old)?;
             let wanted = meta::meta_str(&body, "resourceVersion");
             if !wanted.is_empty() && wanted != meta::meta_str(&old, "resourceVersion") {
                 return Err(ApiError::stale(&gr, name));
@@ -338,6 +354,7 @@ impl Cluster {
                 return Err(ApiError::stale(&gr, name));
             }
             check_identity(def, &mut patched, ns, Some(name))?;
+            check_uid_kept(def, &old, &patched)?;
             self.finish(
                 txn,
                 def,
@@ -387,6 +404,7 @@ impl Cluster {
                     }
                 }
                 Some(o) => {
+                    check_uid_kept(def, o, &config)?;
                     let wanted = meta::meta_str(&config, "resourceVersion");
                     if !wanted.is_empty() && wanted != meta::meta_str(o, "resourceVersion") {
                         return Err(ApiError::stale(&gr, name));

@@ -75,10 +75,16 @@ impl Kind {
         })
     }
 
+    /// Whether a new generation restarts the simulation (the timer is keyed by it).
     fn tracks_generation(self) -> bool {
+        self.reports_observed_generation() || self == Kind::Job
+    }
+
+    /// Whether the controller reports `status.observedGeneration` (Jobs do not).
+    fn reports_observed_generation(self) -> bool {
         matches!(
             self,
-            Kind::Deployment | Kind::ReplicaSet | Kind::StatefulSet | Kind::DaemonSet | Kind::Job
+            Kind::Deployment | Kind::ReplicaSet | Kind::StatefulSet | Kind::DaemonSet
         )
     }
 }
@@ -125,7 +131,7 @@ fn has_condition(obj: &Value, ty: &str, status: &str) -> bool {
 
 /// Whether the object already has its final simulated status for its generation.
 fn is_settled(kind: Kind, obj: &Value) -> bool {
-    let gen_ok = !kind.tracks_generation() || observed(obj) == meta::generation(obj);
+    let gen_ok = !kind.reports_observed_generation() || observed(obj) == meta::generation(obj);
     gen_ok
         && match kind {
             Kind::Deployment => {
@@ -142,6 +148,8 @@ fn is_settled(kind: Kind, obj: &Value) -> bool {
             }
             Kind::StatefulSet => {
                 obj.pointer("/status/currentRevision").is_some()
+                    && obj.pointer("/status/currentRevision")
+                        == obj.pointer("/status/updateRevision")
                     && obj
                         .pointer("/status/readyReplicas")
                         .and_then(Value::as_i64)
@@ -152,7 +160,7 @@ fn is_settled(kind: Kind, obj: &Value) -> bool {
             Kind::Job => {
                 has_condition(obj, "Complete", "True")
                     || has_condition(obj, "Failed", "True")
-                    || has_condition(obj, "Suspended", "True")
+                    || has_condition(obj, "Suspended", "True") && suspended(obj)
             }
             Kind::Pod => obj.pointer("/status/containerStatuses").is_some(),
             Kind::Claim => obj.pointer("/status/phase").and_then(Value::as_str) == Some("Bound"),
@@ -197,8 +205,9 @@ fn consider(
     if !scheduled.lock().insert(key.clone()) {
         return;
     }
-    if kind.tracks_generation() && observed(obj) < meta::generation(obj)
+    if kind.reports_observed_generation() && observed(obj) < meta::generation(obj)
         || kind == Kind::Pod && obj.pointer("/status/phase").is_none()
+        || kind == Kind::Job && obj.pointer("/status/startTime").is_none()
     {
         write_status(cluster, gr, obj, kind, Phase::Progressing);
     }
@@ -251,6 +260,10 @@ fn write_status(cluster: &Cluster, gr: &GroupResource, obj: &Value, kind: Kind, 
         },
     );
     log_err("simulated status", res);
+}
+
+fn suspended(obj: &Value) -> bool {
+    obj.pointer("/spec/suspend") == Some(&json!(true))
 }
 
 fn replicas(obj: &Value) -> i64 {
@@ -415,6 +428,8 @@ fn status_for(kind: Kind, obj: &Value, phase: Phase, fail: bool) -> Value {
             if done && !fail {
                 counters(&mut s, &[("readyReplicas", n), ("availableReplicas", n)]);
             } else if done {
+                // no pod could be created: there are none
+                s = json!({"observedGeneration": generation, "replicas": 0});
                 s["conditions"] = json!([condition(
                     "ReplicaFailure",
                     "True",
@@ -441,7 +456,30 @@ fn status_for(kind: Kind, obj: &Value, phase: Phase, fail: bool) -> Value {
                 );
                 s["currentRevision"] = json!(rev);
             } else {
-                counters(&mut s, &[("updatedReplicas", n)]);
+                // Rolling out: the pods of the current revision (all of them, for a new
+                // set) run until they are replaced; none is updated yet.
+                let current = obj
+                    .pointer("/status/currentRevision")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&rev)
+                    .to_string();
+                let before = |field: &str| {
+                    obj.pointer(&format!("/status/{field}"))
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                        .min(n)
+                };
+                let updated = if current == rev { n } else { 0 };
+                counters(
+                    &mut s,
+                    &[
+                        ("readyReplicas", before("readyReplicas")),
+                        ("currentReplicas", n),
+                        ("updatedReplicas", updated),
+                        ("availableReplicas", before("availableReplicas")),
+                    ],
+                );
+                s["currentRevision"] = json!(current);
             }
             s
         }
@@ -461,7 +499,7 @@ fn status_for(kind: Kind, obj: &Value, phase: Phase, fail: bool) -> Value {
                 .pointer("/status/startTime")
                 .cloned()
                 .unwrap_or_else(|| json!(now));
-            if obj.pointer("/spec/suspend") == Some(&json!(true)) {
+            if suspended(obj) {
                 return json!({"conditions": [condition("Suspended", "True", "JobSuspended", "Job suspended", &now, true)]});
             }
             let completions = obj
@@ -589,5 +627,50 @@ mod tests {
         let bad = status_for(Kind::Job, &job, Phase::Done, true);
         assert_eq!(bad["conditions"][1]["type"], "Failed");
         assert_eq!(bad["failed"], 2);
+        // Jobs report no observedGeneration: finished is settled all the same
+        let with = |status: Value| {
+            let mut j = job.clone();
+            j["status"] = status;
+            j
+        };
+        assert!(is_settled(Kind::Job, &with(ok)));
+        assert!(is_settled(Kind::Job, &with(bad)));
+        let running = status_for(Kind::Job, &job, Phase::Progressing, false);
+        assert!(!is_settled(Kind::Job, &with(running)));
+    }
+
+    #[test]
+    fn a_stateful_set_keeps_its_current_revision_until_the_new_one_is_rolled_out() {
+        let mut sts = json!({"metadata": {"name": "db", "generation": 1}, "spec": {"replicas": 2,
+            "template": {"spec": {"containers": [{"name": "c", "image": "a"}]}}}});
+        sts["status"] = status_for(Kind::StatefulSet, &sts, Phase::Progressing, false);
+        assert_eq!(
+            sts["status"]["currentRevision"], sts["status"]["updateRevision"],
+            "a new set starts at its only revision"
+        );
+        assert!(!is_settled(Kind::StatefulSet, &sts), "no pod is ready yet");
+        sts["status"] = status_for(Kind::StatefulSet, &sts, Phase::Done, false);
+        assert!(is_settled(Kind::StatefulSet, &sts));
+        let old = sts["status"]["currentRevision"].clone();
+
+        sts["metadata"]["generation"] = json!(2);
+        sts["spec"]["template"]["spec"]["containers"][0]["image"] = json!("b");
+        sts["status"] = status_for(Kind::StatefulSet, &sts, Phase::Progressing, false);
+        assert_eq!(sts["status"]["currentRevision"], old);
+        assert_ne!(sts["status"]["updateRevision"], old);
+        assert_eq!(
+            sts["status"]["readyReplicas"], 2,
+            "the old pods still serve"
+        );
+        assert!(sts["status"].get("updatedReplicas").is_none());
+        assert!(!is_settled(Kind::StatefulSet, &sts));
+
+        sts["status"] = status_for(Kind::StatefulSet, &sts, Phase::Done, false);
+        assert_eq!(
+            sts["status"]["currentRevision"],
+            sts["status"]["updateRevision"]
+        );
+        assert_eq!(sts["status"]["updatedReplicas"], 2);
+        assert!(is_settled(Kind::StatefulSet, &sts));
     }
 }

@@ -8,6 +8,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use capstan_apiserver::{ApiServer, ServerOptions, SimulationOptions};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
+use serde_json::{Value, json};
 
 /// A server running on its own runtime, so synchronous tests can drive `kubectl`.
 pub struct TestServer {
@@ -186,6 +191,74 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The code, reason and message of an API error; any other error fails the test.
+pub fn api_error(e: kube::Error) -> (u16, String, String) {
+    match e {
+        kube::Error::Api(s) => (s.code, s.reason.clone(), s.message.clone()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// A ConfigMap named `name` with `labels` and `data`.
+pub fn cm(name: &str, labels: Value, data: Value) -> ConfigMap {
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}, "data": data}))
+        .expect("configmap")
+}
+
+/// Create the namespace `name`.
+pub async fn namespace(client: &kube::Client, name: &str) {
+    let ns: Namespace = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+    )
+    .expect("namespace");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace is created");
+}
+
+/// Serve the Widget CRD of `fixtures/widget-crd.yaml`; returns the Widgets of `ns`.
+pub async fn widgets(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    let crd: Value = serde_saphyr::from_str(&fixture("widget-crd.yaml")).expect("CRD fixture");
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    crds.patch(
+        "widgets.example.com",
+        &PatchParams::apply("t"),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("CRD is applied");
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Widget"),
+        "widgets",
+    );
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+/// Poll `probe` every 50 ms until it yields `Some` or `timeout` passes.
+pub async fn poll_until<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
