@@ -815,3 +815,284 @@ fn a_render_that_fails_or_comes_back_empty_prunes_nothing() {
         "an empty render prunes nothing"
     );
 }
+
+fn stdout_ok(out: &std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn manual_syncs_and_the_operating_commands_speak_text_json_and_yaml() {
+    let e = Env::new();
+    e.repo.write("web/ns.yaml", NS);
+    e.repo.write("web/cm.yaml", cm("settings", "one"));
+    let first = e.repo.commit("first");
+    e.repo.write("web/cm.yaml", cm("settings", "two"));
+    let second = e.repo.commit("second");
+    let _c = e.controller(&[]);
+    // no automated policy: changes are only reported until someone syncs
+    e.application("web", "web", "web", "  interval: 2s\n");
+    e.eventually("the comparison", Duration::from_secs(30), || {
+        e.app("web")["status"]["sync"]["status"] == "OutOfSync"
+    });
+    assert!(cm_value(&e, "settings").is_none(), "nothing applied");
+    let listed = stdout_ok(&e.capstan(&["get", "apps", "-n", "apps"]), "get apps");
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_else(|| panic!("a row for web:\n{listed}"));
+    assert!(
+        row.contains("OutOfSync") && row.contains(&second[..7]),
+        "{listed}"
+    );
+    assert!(listed.starts_with("NAME"), "{listed}");
+
+    // a manual sync to an older revision, then to the spec's
+    let out = stdout_ok(
+        &e.capstan(&["sync", "web", "-n", "apps", "--revision", &first]),
+        "sync --revision",
+    );
+    assert!(out.contains("Succeeded"), "{out}");
+    assert_eq!(cm_value(&e, "settings").as_deref(), Some("one"));
+    let app = e.app("web");
+    assert_eq!(app["status"]["history"][0]["trigger"], "manual");
+    assert_eq!(app["status"]["history"][0]["revision"], first.as_str());
+    let out = stdout_ok(&e.capstan(&["sync", "web", "-n", "apps"]), "sync");
+    assert!(out.contains("Succeeded"), "{out}");
+    assert_eq!(cm_value(&e, "settings").as_deref(), Some("two"));
+
+    // the status, as a Kubernetes user expects to read it
+    e.eventually("synced and healthy", Duration::from_secs(20), || {
+        let app = e.app("web");
+        app["status"]["sync"]["status"] == "Synced"
+            && app["status"]["health"]["status"] == "Healthy"
+    });
+    let app = e.app("web");
+    let st = &app["status"];
+    assert_eq!(st["observedGeneration"], app["metadata"]["generation"]);
+    for (ty, status) in [
+        ("Ready", "True"),
+        ("Synced", "True"),
+        ("Healthy", "True"),
+        ("Stalled", "False"),
+    ] {
+        let c = cond(&app, ty).unwrap_or_else(|| panic!("condition {ty}: {st}"));
+        assert_eq!(c["status"], status, "{ty}: {c}");
+        assert!(c["lastTransitionTime"].is_string(), "{c}");
+        assert!(c["reason"].as_str().is_some_and(|r| !r.is_empty()), "{c}");
+    }
+    let op = &st["operationState"];
+    assert_eq!(op["phase"], "Succeeded");
+    assert_eq!(op["revision"], second.as_str());
+    assert!(
+        op["startedAt"].is_string() && op["finishedAt"].is_string(),
+        "{op}"
+    );
+    assert_eq!(op["summary"]["configured"], 1, "{op}");
+    let h = &st["history"][0];
+    assert_eq!(h["author"], "Capstan Test <test@capstan.invalid>", "{h}");
+    assert_eq!(h["message"], "second");
+    assert_eq!(h["result"], "Succeeded");
+    assert_eq!(h["id"], 2);
+    let res = st["resources"].as_array().unwrap();
+    let settings = res.iter().find(|r| r["name"] == "settings").unwrap();
+    assert_eq!(settings["status"], "Synced");
+    assert_eq!(settings["health"]["status"], "Healthy");
+
+    // the tree
+    let tree = stdout_ok(&e.capstan(&["get", "app", "web", "-n", "apps"]), "get app");
+    assert!(tree.contains("Sync:        Synced to"), "{tree}");
+    assert!(tree.contains("Health:      Healthy"), "{tree}");
+    assert!(
+        tree.lines().any(|l| l.contains("namespace web")),
+        "resources grouped by namespace:\n{tree}"
+    );
+    assert!(
+        tree.lines()
+            .any(|l| l.contains("── ConfigMap settings: Synced, Healthy")),
+        "{tree}"
+    );
+    assert!(
+        tree.lines()
+            .any(|l| l.contains("── Namespace web: Synced, Healthy")),
+        "{tree}"
+    );
+
+    // the same data for scripts
+    let apps: Value = serde_json::from_str(&stdout_ok(
+        &e.capstan(&["get", "apps", "-n", "apps", "-o", "json"]),
+        "get apps -o json",
+    ))
+    .unwrap();
+    assert_eq!(apps[0]["metadata"]["name"], "web");
+    assert_eq!(apps[0]["status"]["sync"]["revision"], second.as_str());
+    let yaml = stdout_ok(
+        &e.capstan(&["get", "app", "web", "-n", "apps", "-o", "yaml"]),
+        "get app -o yaml",
+    );
+    let parsed: Value = serde_saphyr::from_str(&yaml).unwrap();
+    assert_eq!(parsed["status"]["health"]["status"], "Healthy");
+    let history: Value = serde_json::from_str(&stdout_ok(
+        &e.capstan(&["history", "web", "-n", "apps", "-o", "json"]),
+        "history -o json",
+    ))
+    .unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 2);
+    assert_eq!(history[1]["revision"], first.as_str());
+
+    // rollback to an explicit history entry
+    let out = stdout_ok(
+        &e.capstan(&["rollback", "web", "1", "-n", "apps"]),
+        "rollback 1",
+    );
+    assert!(out.contains("history 1"), "{out}");
+    assert_eq!(cm_value(&e, "settings").as_deref(), Some("one"));
+    let missing = e.capstan(&["rollback", "web", "99", "-n", "apps"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no history entry 99"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+
+    // the audit log: each sync with who, from → to, the author and what changed
+    let audit: Value = serde_json::from_str(&stdout_ok(
+        &e.capstan(&["audit", "--app", "apps/web", "--since", "1h", "-o", "json"]),
+        "audit -o json",
+    ))
+    .unwrap();
+    let records = audit.as_array().unwrap();
+    let syncs: Vec<&Value> = records.iter().filter(|r| r["action"] == "sync").collect();
+    assert_eq!(syncs.len(), 2, "{audit}");
+    let to_second = syncs
+        .iter()
+        .find(|r| r["toRevision"] == second.as_str())
+        .expect("the sync to the second commit");
+    assert_eq!(to_second["fromRevision"], first.as_str());
+    assert_eq!(to_second["trigger"], "manual");
+    assert_eq!(to_second["author"], "Capstan Test <test@capstan.invalid>");
+    assert_eq!(to_second["summary"]["configured"], 1);
+    assert_eq!(to_second["result"], "Succeeded");
+    let rollback = records
+        .iter()
+        .find(|r| r["action"] == "rollback")
+        .expect("the rollback is recorded");
+    assert_eq!(rollback["toRevision"], first.as_str());
+    assert_eq!(rollback["fromRevision"], second.as_str());
+    // --since filters by time
+    let none: Value = serde_json::from_str(&stdout_ok(
+        &e.capstan(&["audit", "--app", "apps/web", "--since", "1ms", "-o", "json"]),
+        "audit --since 1ms",
+    ))
+    .unwrap();
+    assert!(
+        none.as_array().unwrap().len() < records.len(),
+        "older records are left out: {none}"
+    );
+    let text = stdout_ok(&e.capstan(&["audit", "--app", "web"]), "audit");
+    assert!(
+        text.contains("rollback") && text.contains(&first[..7]) && text.contains("1 configured"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_spec_change_is_reconciled_at_once_and_a_bad_interval_is_named() {
+    let e = Env::new();
+    e.repo.write("one/cm.yaml", cm("first", "1"));
+    e.repo.write("two/cm.yaml", cm("second", "2"));
+    e.repo.commit("two paths");
+    e.cluster.apply(NS);
+    let _c = e.controller(&[]);
+    e.application(
+        "web",
+        "one",
+        "web",
+        "  interval: 1h\n  syncPolicy:\n    automated:\n      prune: true\n",
+    );
+    e.eventually("the first sync", Duration::from_secs(30), || {
+        cm_value(&e, "first").is_some()
+    });
+    let changed = Instant::now();
+    e.kubectl(&[
+        "patch",
+        "applications",
+        "web",
+        "-n",
+        "apps",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"source":{"path":"two"}}}"#,
+    ]);
+    e.eventually("the new path synced", Duration::from_secs(10), || {
+        cm_value(&e, "second").is_some() && cm_value(&e, "first").is_none()
+    });
+    assert!(
+        changed.elapsed() < Duration::from_secs(10),
+        "at once, not after the 1h interval"
+    );
+
+    // the CRD's schema names a malformed duration
+    let bad = e.cluster.kubectl(&[
+        "patch",
+        "applications",
+        "web",
+        "-n",
+        "apps",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"interval":"2x"}}"#,
+    ]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("spec.interval"), "{err}");
+}
+
+#[test]
+fn a_restarted_controller_syncs_nothing_while_the_stop_is_on() {
+    let e = Env::new();
+    e.repo.write("web/ns.yaml", NS);
+    e.repo.write("web/cm.yaml", cm("settings", "one"));
+    e.repo.commit("first");
+    // the stop is on before any controller runs (the first one installs the CRDs)
+    assert!(
+        e.capstan(&["stop", "--reason", "before start"])
+            .status
+            .success()
+    );
+    let c = e.controller(&[]);
+    e.eventually("the CRDs", Duration::from_secs(20), || {
+        e.try_kubectl(&["get", "crd", "applications.capstan.dev"])
+            .is_some()
+    });
+    e.application("web", "web", "web", AUTOMATED);
+    e.eventually("the stop reported", Duration::from_secs(20), || {
+        cond(&e.app("web"), "Ready").is_some_and(|c| c["reason"] == "EmergencyStop")
+    });
+    drop(c);
+    // restarts: each new process must read the switch before it reconciles anything
+    for _ in 0..3 {
+        let _c = e.controller(&[]);
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(
+            cm_value(&e, "settings").is_none(),
+            "nothing applied\n{}",
+            e.log()
+        );
+    }
+    let audit = stdout_ok(&e.capstan(&["audit", "-o", "json"]), "audit");
+    let records: Value = serde_json::from_str(&audit).unwrap();
+    assert!(
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["action"] != "sync"),
+        "no sync was recorded: {audit}"
+    );
+}

@@ -7,6 +7,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// What a duration field of the spec accepts: whole numbers with a unit, as in
+/// `500ms`, `30s`, `2m`, `1h30m`.
+pub const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h))+$";
+
 /// One unit of delivery: a source rendered and kept in sync with a destination.
 // kube-derive takes one `printcolumn(...)` per column, which clippy reads as duplicates.
 #[allow(clippy::duplicated_attributes)]
@@ -51,6 +55,7 @@ pub struct ApplicationSpec {
     pub suspend: bool,
     /// How often to compare with Git, e.g. `2m` (default), `30s`, `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
     pub interval: Option<String>,
     /// Applications (in the same namespace) that must be Healthy before this one syncs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -178,12 +183,14 @@ pub struct RetryPolicy {
     pub limit: u32,
     /// First delay, e.g. `5s` (default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
     pub backoff_duration: Option<String>,
     /// Multiplier per retry (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_factor: Option<u32>,
     /// Longest delay, e.g. `3m` (default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
     pub backoff_max_duration: Option<String>,
 }
 
@@ -328,6 +335,9 @@ pub struct OperationState {
     /// The revision synced.
     #[serde(default)]
     pub revision: String,
+    /// The Application's generation (its spec) the sync ran for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
     /// What started it.
     #[serde(default)]
     pub trigger: String,

@@ -91,7 +91,9 @@ pub async fn run(
             Err(e) => {
                 tracing::warn!(error = %e, "leader election");
                 // keep leading only while the lease we hold cannot have expired
-                flag.is_leader() && last_renewed.elapsed() < election.lease_duration
+                // (and step down a third of it early, as client-go's renew deadline does,
+                // so the standby never takes over while this replica still syncs)
+                flag.is_leader() && last_renewed.elapsed() < election.lease_duration * 2 / 3
             }
         };
         if flag.set(leading) {

@@ -241,6 +241,9 @@ pub async fn run(
         reconciled,
     });
 
+    // No reconcile before the emergency stop has been read: a controller started while
+    // the stop is on must not apply anything in the moment before it looks.
+    shared.ctx.stop.known().await;
     for _ in 0..opts.concurrency.max(1) {
         let shared = shared.clone();
         tokio::spawn(async move { worker(shared).await });
@@ -321,11 +324,10 @@ fn on_drift(shared: &Shared, t: tracker::Touched) {
             continue;
         }
         let key: AppKey = (app.namespace().unwrap_or_default(), app.name_any());
+        let (first, max) = (shared.ctx.opts.heal_delay, shared.ctx.opts.max_heal_delay);
         let delay = memory
             .get(&key)
-            .map(|m| m.heal_delay)
-            .filter(|d| !d.is_zero())
-            .unwrap_or(shared.ctx.opts.heal_delay);
+            .map_or(first, |m| m.heal_delay(Instant::now(), first, max));
         shared
             .scheduler
             .schedule(key, Instant::now() + delay, Trigger::Drift);
@@ -362,13 +364,14 @@ async fn worker(shared: Arc<Shared>) {
         tracing::debug!(app = %format!("{}/{}", key.0, key.1), trigger = trigger.as_str(), "reconciling");
         let next = reconcile::reconcile(app.clone(), trigger, &shared.ctx, &mut memory).await;
         tracing::debug!(app = %format!("{}/{}", key.0, key.1), next = ?next.after, "reconciled");
-        // self-heal delay grows while drift keeps coming back, resets when it stops
-        memory.heal_delay = if trigger == Trigger::Drift {
-            (memory.heal_delay.max(shared.ctx.opts.heal_delay) * 2)
-                .min(shared.ctx.opts.max_heal_delay)
-        } else {
-            shared.ctx.opts.heal_delay
-        };
+        // the self-heal delay grows while healed drift keeps coming back
+        if trigger == Trigger::Drift && next.synced {
+            memory.healed(
+                Instant::now(),
+                shared.ctx.opts.heal_delay,
+                shared.ctx.opts.max_heal_delay,
+            );
+        }
         shared
             .memory
             .lock()
@@ -422,5 +425,25 @@ impl Context {
             capstan_core::FIELD_MANAGER.to_string(),
             tx,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_are_jittered_by_at_most_a_tenth() {
+        let d = Duration::from_secs(120);
+        let runs: Vec<Duration> = (0..500).map(|_| jittered(d)).collect();
+        assert!(
+            runs.iter()
+                .all(|r| *r >= Duration::from_secs(108) && *r <= Duration::from_secs(132)),
+            "{runs:?}"
+        );
+        // spread out, so a fleet created at once does not stay in lockstep
+        let distinct: std::collections::HashSet<_> = runs.iter().collect();
+        assert!(distinct.len() > 100, "{} distinct", distinct.len());
+        assert_eq!(jittered(Duration::from_millis(5)), Duration::from_millis(5));
     }
 }

@@ -105,8 +105,43 @@ impl SyncRequest {
 pub struct AppMemory {
     /// Consecutive failed syncs.
     pub failures: u32,
-    /// Current self-heal delay.
+    /// Self-heal delay after the last heal (zero: none yet).
     pub heal_delay: Duration,
+    /// When drift was last healed.
+    pub last_heal: Option<tokio::time::Instant>,
+}
+
+impl AppMemory {
+    /// How long to wait before healing drift seen `now`: the first delay, doubled for
+    /// every heal that drift came back after within `2 × max` (something keeps undoing
+    /// Git's state), capped at `max`; back to the first delay once drift stayed away
+    /// that long. Changes that needed no heal (a status update) do not count.
+    pub fn heal_delay(
+        &self,
+        now: tokio::time::Instant,
+        first: Duration,
+        max: Duration,
+    ) -> Duration {
+        match self.last_heal {
+            Some(t) if now.saturating_duration_since(t) < max * 2 => {
+                self.heal_delay.clamp(first, max)
+            }
+            _ => first,
+        }
+    }
+
+    /// Drift was healed `now`: the next heal waits longer.
+    pub fn healed(&mut self, now: tokio::time::Instant, first: Duration, max: Duration) {
+        let recent = self
+            .last_heal
+            .is_some_and(|t| now.saturating_duration_since(t) < max * 2);
+        self.heal_delay = if recent {
+            (self.heal_delay.max(first) * 2).min(max)
+        } else {
+            first
+        };
+        self.last_heal = Some(now);
+    }
 }
 
 /// What the scheduler should do next.
@@ -114,6 +149,8 @@ pub struct AppMemory {
 pub struct Next {
     /// Reconcile again after this long.
     pub after: Duration,
+    /// Whether this reconcile ran a sync.
+    pub synced: bool,
     /// The kinds (apiVersion, kind) the Application manages now, to watch for drift.
     pub kinds: std::collections::BTreeSet<(String, String)>,
 }
@@ -151,17 +188,34 @@ fn merge_conditions(old: &[Condition], new: Vec<Condition>) -> Vec<Condition> {
         .collect()
 }
 
+/// A duration of the spec (`30s`, `2m`, `1h30m`, `500ms`).
 fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().ok()?;
-    Some(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" | "" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return None,
+    humantime::parse_duration(s.trim()).ok()
+}
+
+/// The spec's durations that do not parse, as `field: "value"` messages. The CRD's
+/// schema already rejects them; this guards against a CRD installed without it.
+fn invalid_durations(app: &Application) -> Vec<String> {
+    let retry = app.spec.sync_policy.retry.as_ref();
+    [
+        ("spec.interval", app.spec.interval.as_deref()),
+        (
+            "spec.syncPolicy.retry.backoffDuration",
+            retry.and_then(|r| r.backoff_duration.as_deref()),
+        ),
+        (
+            "spec.syncPolicy.retry.backoffMaxDuration",
+            retry.and_then(|r| r.backoff_max_duration.as_deref()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(field, v)| {
+        let v = v?;
+        parse_duration(v)
+            .is_none()
+            .then(|| format!("{field}: {v:?} is not a duration (e.g. 30s, 2m, 1h30m)"))
     })
+    .collect()
 }
 
 /// The Application's interval (default from the controller options).
@@ -275,6 +329,7 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
 struct Report {
     status: ApplicationStatus,
     next: Duration,
+    synced: bool,
 }
 
 /// Reconcile one Application.
@@ -300,6 +355,7 @@ pub async fn reconcile(
     if unchanged && matches!(trigger, Trigger::Interval | Trigger::Drift) {
         return Next {
             after: report.next,
+            synced: report.synced,
             kinds: managed_kinds(&report.status),
         };
     }
@@ -320,6 +376,7 @@ pub async fn reconcile(
     }
     Next {
         after: report.next,
+        synced: report.synced,
         kinds: managed_kinds(&report.status),
     }
 }
@@ -452,7 +509,7 @@ pub async fn finalize(app: &Application, ctx: &Context) -> Option<Duration> {
     }
 }
 
-fn backoff(failures: u32, ctx: &Context, app: &Application) -> Duration {
+fn backoff(failures: u32, default_max: Duration, app: &Application) -> Duration {
     let retry = app.spec.sync_policy.retry.as_ref();
     let base = retry
         .and_then(|r| r.backoff_duration.as_deref())
@@ -462,7 +519,7 @@ fn backoff(failures: u32, ctx: &Context, app: &Application) -> Duration {
     let max = retry
         .and_then(|r| r.backoff_max_duration.as_deref())
         .and_then(parse_duration)
-        .unwrap_or(ctx.opts.max_backoff);
+        .unwrap_or(default_max);
     let mut d = base;
     for _ in 1..failures {
         d = (d * factor).min(max);
@@ -508,10 +565,38 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
                         ..condition("Synced", false, reason, message.clone(), generation)
                     },
                     condition("Stalled", false, "Retrying", "", generation),
-                ],
+                ]
+                .into_iter()
+                // what was last seen of the objects' health still holds
+                .chain(
+                    old.conditions
+                        .iter()
+                        .find(|c| c.type_ == "Healthy")
+                        .cloned(),
+                )
+                .collect(),
             );
             tracing::warn!(app = %key, reason, %message, "reconcile failed");
         };
+
+    // 0. A spec the controller cannot act on waits for a new spec, nothing is done
+    let invalid = invalid_durations(app);
+    if !invalid.is_empty() {
+        let message = invalid.join("; ");
+        tracing::warn!(app = %key, %message, "invalid spec");
+        status.conditions = merge_conditions(
+            &old.conditions,
+            vec![
+                condition("Ready", false, "InvalidSpec", message.clone(), generation),
+                condition("Stalled", true, "InvalidSpec", message, generation),
+            ],
+        );
+        return Report {
+            next: ctx.opts.default_interval,
+            status,
+            synced: false,
+        };
+    }
 
     // 1. Source
     let src = match git_source(app, ctx).await {
@@ -519,8 +604,9 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
         Err(message) => {
             fail(&mut status, "CredentialsFailed", message, memory);
             return Report {
-                next: backoff(memory.failures, ctx, app),
+                next: backoff(memory.failures, ctx.opts.max_backoff, app),
                 status,
+                synced: false,
             };
         }
     };
@@ -534,8 +620,9 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
     if let Err(e) = ctx.sources.fetch(&src, forced).await {
         fail(&mut status, "FetchFailed", e.to_string(), memory);
         return Report {
-            next: backoff(memory.failures, ctx, app),
+            next: backoff(memory.failures, ctx.opts.max_backoff, app),
             status,
+            synced: false,
         };
     }
     let revision = match ctx.sources.resolve(&src, &wanted).await {
@@ -543,8 +630,9 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
         Err(e) => {
             fail(&mut status, "RevisionNotFound", e.to_string(), memory);
             return Report {
-                next: backoff(memory.failures, ctx, app),
+                next: backoff(memory.failures, ctx.opts.max_backoff, app),
                 status,
+                synced: false,
             };
         }
     };
@@ -557,8 +645,9 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
         Err(e) => {
             fail(&mut status, "ClusterUnreachable", e.to_string(), memory);
             return Report {
-                next: backoff(memory.failures, ctx, app),
+                next: backoff(memory.failures, ctx.opts.max_backoff, app),
                 status,
+                synced: false,
             };
         }
     };
@@ -579,8 +668,9 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
         Err(e) => {
             fail(&mut status, "RenderFailed", e.to_string(), memory);
             return Report {
-                next: backoff(memory.failures, ctx, app),
+                next: backoff(memory.failures, ctx.opts.max_backoff, app),
                 status,
+                synced: false,
             };
         }
     };
@@ -612,8 +702,9 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
         Err(e) => {
             fail(&mut status, "InventoryFailed", e.to_string(), memory);
             return Report {
-                next: backoff(memory.failures, ctx, app),
+                next: backoff(memory.failures, ctx.opts.max_backoff, app),
                 status,
+                synced: false,
             };
         }
     };
@@ -622,8 +713,9 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
         Err(e) => {
             fail(&mut status, "PlanFailed", e.to_string(), memory);
             return Report {
-                next: backoff(memory.failures, ctx, app),
+                next: backoff(memory.failures, ctx.opts.max_backoff, app),
                 status,
+                synced: false,
             };
         }
     };
@@ -631,14 +723,18 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
 
     // 4. Decide
     let policy = &app.spec.sync_policy;
-    let last_synced = old
+    let last_success = old
         .operation_state
         .as_ref()
-        .filter(|o| o.phase == "Succeeded")
-        .map(|o| o.revision.clone());
+        .filter(|o| o.phase == "Succeeded");
+    let last_synced = last_success.map(|o| o.revision.clone());
     let automated = policy.automated.as_ref();
+    // Automated sync applies what is new — a commit, or a changed spec (another path,
+    // other renderer options) at the same commit; undoing edits in the cluster
+    // without either is self-heal's job.
     let new_revision = last_synced.as_deref() != Some(revision.id.as_str());
-    let auto_wants = automated.is_some_and(|a| drift && (new_revision || a.self_heal));
+    let new_spec = last_success.is_some_and(|o| o.generation != generation);
+    let auto_wants = automated.is_some_and(|a| drift && (new_revision || new_spec || a.self_heal));
     let wants = request.is_some() || auto_wants;
     let mut blocked: Option<(&str, String)> = None;
     if wants {
@@ -688,6 +784,7 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
             phase: phase.into(),
             message: message.clone(),
             revision: revision.id.clone(),
+            generation,
             trigger: trigger_name.clone(),
             started_at: Some(started),
             finished_at: Some(now()),
@@ -878,7 +975,7 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
     }
 
     if sync_failed.is_some() && !stalled {
-        next = backoff(memory.failures, ctx, app);
+        next = backoff(memory.failures, ctx.opts.max_backoff, app);
     } else if blocked
         .as_ref()
         .is_some_and(|(r, _)| *r == "WaitingForDependencies")
@@ -889,7 +986,11 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
     {
         next = Duration::from_secs(2).min(interval);
     }
-    Report { status, next }
+    Report {
+        status,
+        next,
+        synced: synced_report.is_some(),
+    }
 }
 
 fn push_history(
@@ -1005,4 +1106,157 @@ fn resources_and_health(plan: &Plan) -> (Vec<ResourceStatus>, Health) {
 /// Whether an outcome is a failure (for counting).
 pub fn failed(o: &Outcome) -> bool {
     matches!(o, Outcome::Failed { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{ApplicationSpec, RetryPolicy, SourceSpec};
+
+    fn app(spec: ApplicationSpec) -> Application {
+        Application::new("web", spec)
+    }
+
+    fn with_retry(retry: RetryPolicy) -> Application {
+        let mut spec = ApplicationSpec::default();
+        spec.sync_policy.retry = Some(retry);
+        app(spec)
+    }
+
+    #[test]
+    fn durations_parse_like_the_crd_pattern_says_and_bad_ones_are_named() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        let pattern = regex::Regex::new(crate::crd::DURATION_PATTERN).unwrap();
+        for ok in ["30s", "2m", "1h30m", "500ms", "1h0m10s"] {
+            assert!(pattern.is_match(ok), "{ok}");
+            assert!(parse_duration(ok).is_some(), "{ok}");
+        }
+        for bad in ["2x", "soon", "", "-1s", "1.5h"] {
+            assert!(!pattern.is_match(bad), "{bad}");
+        }
+
+        let mut spec = ApplicationSpec {
+            interval: Some("2x".into()),
+            source: SourceSpec::default(),
+            ..Default::default()
+        };
+        spec.sync_policy.retry = Some(RetryPolicy {
+            limit: 1,
+            backoff_duration: Some("5s".into()),
+            backoff_factor: None,
+            backoff_max_duration: Some("forever".into()),
+        });
+        let invalid = invalid_durations(&app(spec));
+        assert_eq!(
+            invalid,
+            vec![
+                r#"spec.interval: "2x" is not a duration (e.g. 30s, 2m, 1h30m)"#.to_string(),
+                r#"spec.syncPolicy.retry.backoffMaxDuration: "forever" is not a duration (e.g. 30s, 2m, 1h30m)"#.to_string(),
+            ]
+        );
+        assert!(invalid_durations(&app(ApplicationSpec::default())).is_empty());
+    }
+
+    #[test]
+    fn the_interval_defaults_and_is_at_least_a_second() {
+        let default = Duration::from_secs(120);
+        assert_eq!(interval(&app(ApplicationSpec::default()), default), default);
+        let every = |s: &str| {
+            interval(
+                &app(ApplicationSpec {
+                    interval: Some(s.into()),
+                    ..Default::default()
+                }),
+                default,
+            )
+        };
+        assert_eq!(every("10s"), Duration::from_secs(10));
+        assert_eq!(every("10ms"), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_cap() {
+        let cap = Duration::from_secs(180);
+        let defaults = app(ApplicationSpec::default());
+        let delays: Vec<u64> = (1..=9)
+            .map(|n| backoff(n, cap, &defaults).as_secs())
+            .collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 180, 180, 180]);
+
+        let custom = with_retry(RetryPolicy {
+            limit: 3,
+            backoff_duration: Some("1s".into()),
+            backoff_factor: Some(3),
+            backoff_max_duration: Some("20s".into()),
+        });
+        let delays: Vec<u64> = (1..=5)
+            .map(|n| backoff(n, cap, &custom).as_secs())
+            .collect();
+        assert_eq!(delays, [1, 3, 9, 20, 20]);
+    }
+
+    #[test]
+    fn the_heal_delay_grows_while_healed_drift_comes_back_and_resets_when_it_stays_away() {
+        let (first, max) = (Duration::from_secs(2), Duration::from_secs(60));
+        let t0 = tokio::time::Instant::now();
+        let mut m = AppMemory::default();
+        assert_eq!(m.heal_delay(t0, first, max), first, "never healed");
+        let mut now = t0;
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            m.healed(now, first, max);
+            now += Duration::from_secs(1);
+            seen.push(m.heal_delay(now, first, max).as_secs());
+        }
+        assert_eq!(seen, [2, 4, 8, 16, 32, 60, 60]);
+        // quiet for twice the cap: the next drift is healed at the first delay again
+        let later = now + max * 2;
+        assert_eq!(m.heal_delay(later, first, max), first);
+        m.healed(later, first, max);
+        assert_eq!(m.heal_delay(later, first, max), first);
+    }
+
+    #[test]
+    fn history_is_newest_first_with_increasing_ids_and_bounded() {
+        let mut history = Vec::new();
+        for i in 0..12 {
+            let revision = Revision {
+                id: format!("{i:040}"),
+                requested: String::new(),
+                author: "Ada <ada@example.com>".into(),
+                message: format!("change {i}"),
+                time: String::new(),
+            };
+            push_history(&mut history, &revision, "automated", "Succeeded", 10);
+        }
+        assert_eq!(history.len(), 10);
+        assert_eq!(history[0].id, 12);
+        assert_eq!(history[0].message, "change 11");
+        assert_eq!(history[9].id, 3);
+        assert_eq!(history[0].author, "Ada <ada@example.com>");
+    }
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_while_its_status_holds() {
+        let old = vec![Condition {
+            last_transition_time: Some("2026-01-01T00:00:00Z".into()),
+            ..condition("Ready", true, "Ready", "", Some(1))
+        }];
+        let same = merge_conditions(&old, vec![condition("Ready", true, "Ready", "x", Some(2))]);
+        assert_eq!(
+            same[0].last_transition_time.as_deref(),
+            Some("2026-01-01T00:00:00Z")
+        );
+        let flipped = merge_conditions(
+            &old,
+            vec![condition("Ready", false, "SyncFailed", "", Some(2))],
+        );
+        assert_ne!(
+            flipped[0].last_transition_time.as_deref(),
+            Some("2026-01-01T00:00:00Z")
+        );
+    }
 }

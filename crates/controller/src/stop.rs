@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 /// Name of the ConfigMap that holds the switch.
@@ -79,18 +79,47 @@ pub async fn set(
 }
 
 /// The switch as the controller sees it, kept current by a watch.
+///
+/// Until the ConfigMap has been read once the switch counts as on: a controller that
+/// starts (or restarts) while the stop is on must not sync in the moment before it
+/// has looked. [`StopFlag::known`] waits for that first read.
 #[derive(Clone, Default)]
-pub struct StopFlag(Arc<AtomicBool>);
+pub struct StopFlag(Arc<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    stopped: AtomicBool,
+    known: AtomicBool,
+    read: tokio::sync::Notify,
+}
 
 impl StopFlag {
-    /// Whether syncing is stopped now.
+    /// Whether syncing is stopped now (also while the switch has not been read yet).
     pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        !self.0.known.load(Ordering::SeqCst) || self.0.stopped.load(Ordering::SeqCst)
     }
 
-    /// Set the flag (used by the watch, and by tests).
+    /// Set the flag (used by the watch, and by tests); the switch is then known.
     pub fn store(&self, stopped: bool) {
-        self.0.store(stopped, Ordering::SeqCst);
+        self.0.stopped.store(stopped, Ordering::SeqCst);
+        self.mark_known();
+    }
+
+    fn mark_known(&self) {
+        if !self.0.known.swap(true, Ordering::SeqCst) {
+            self.0.read.notify_waiters();
+        }
+    }
+
+    /// Wait until the switch has been read at least once.
+    pub async fn known(&self) {
+        loop {
+            let notified = self.0.read.notified();
+            if self.0.known.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Follow the ConfigMap: read it now, then watch it. Returns when the watch ends.
@@ -102,20 +131,21 @@ impl StopFlag {
     ) {
         let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
         let cfg = watcher::Config::default().fields(&format!("metadata.name={STOP_CONFIGMAP}"));
-        let mut events = watcher(api, cfg).boxed();
-        let mut seen_in_list = false;
+        let mut events = watcher(api, cfg).default_backoff().boxed();
+        // what the current (re)list found, applied at its end
+        let mut listed: Option<bool> = None;
         while let Some(ev) = events.next().await {
             let state = match ev {
                 Ok(watcher::Event::Init) => {
-                    seen_in_list = false;
+                    listed = None;
                     None
                 }
                 Ok(watcher::Event::InitApply(cm)) => {
-                    seen_in_list = true;
-                    Some(from_configmap(Some(&cm)).stopped)
+                    listed = Some(from_configmap(Some(&cm)).stopped);
+                    None
                 }
                 // a relist that did not see the ConfigMap: the switch is off
-                Ok(watcher::Event::InitDone) => (!seen_in_list).then_some(false),
+                Ok(watcher::Event::InitDone) => Some(listed.take().unwrap_or(false)),
                 Ok(watcher::Event::Apply(cm)) => Some(from_configmap(Some(&cm)).stopped),
                 Ok(watcher::Event::Delete(_)) => Some(false),
                 Err(e) => {
@@ -123,11 +153,41 @@ impl StopFlag {
                     None
                 }
             };
-            if let Some(stopped) = state
-                && stopped != self.0.swap(stopped, Ordering::SeqCst)
-            {
-                on_change(stopped);
+            if let Some(stopped) = state {
+                let first = !self.0.known.load(Ordering::SeqCst);
+                let before = self.0.stopped.swap(stopped, Ordering::SeqCst);
+                self.mark_known();
+                // the first read reports only a stop that is on
+                if (first && stopped) || (!first && stopped != before) {
+                    on_change(stopped);
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_switch_counts_as_on_until_it_has_been_read() {
+        let flag = StopFlag::default();
+        assert!(flag.is_stopped(), "unknown is stopped");
+        let waiter = tokio::spawn({
+            let flag = flag.clone();
+            async move { flag.known().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        flag.store(false);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("known() returns once read")
+            .unwrap();
+        assert!(!flag.is_stopped());
+        flag.store(true);
+        assert!(flag.is_stopped());
+        flag.known().await;
     }
 }

@@ -99,6 +99,9 @@ struct Shared {
     requests: AtomicU64,
     bytes: AtomicU64,
     log: Mutex<Vec<RequestRecord>>,
+    /// Requests read but not yet in the log (a client can have its answer before
+    /// the record is written).
+    in_flight: AtomicU64,
     conns: Mutex<HashMap<u64, Conn>>,
 }
 
@@ -131,6 +134,7 @@ impl GitServer {
             requests: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
+            in_flight: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
         });
         let accept = {
@@ -196,8 +200,14 @@ impl GitServer {
         self.shared.bytes.load(Ordering::SeqCst)
     }
 
-    /// Every request answered so far, oldest first.
+    /// Every request answered so far, oldest first. Waits (a few seconds at most) for
+    /// requests being answered now, so a request whose answer the caller has seen is
+    /// in the log.
     pub fn request_log(&self) -> Vec<RequestRecord> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         lock(&self.shared.log).clone()
     }
 
@@ -348,7 +358,10 @@ fn handle_connection(shared: &Shared, id: u64, stream: TcpStream) {
             }
             Err(_) => break,
         };
-        match serve(shared, id, &peer, &head, &mut reader, &mut writer) {
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        let served = serve(shared, id, &peer, &head, &mut reader, &mut writer);
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        match served {
             Ok(true) => continue,
             Ok(false) | Err(_) => break,
         }
