@@ -784,3 +784,501 @@ fn the_diff_is_coloured_on_a_terminal_and_plain_in_a_pipe() {
         "{plain:?}"
     );
 }
+
+impl Env {
+    /// `capstan args…` with extra environment variables (KUBECONFIG left as given).
+    fn capstan_env(&self, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_capstan"));
+        cmd.args(args)
+            .env("CAPSTAN_CACHE_DIR", self.cache.path())
+            .env("NO_COLOR", "1")
+            .env_remove("KUBECONFIG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        capstan_testkit::process::run(cmd, None, Duration::from_secs(120))
+    }
+
+    /// A kubeconfig whose cluster is a closed port on loopback.
+    fn unreachable_kubeconfig(&self) -> std::path::PathBuf {
+        let yaml = self
+            .cluster
+            .kubeconfig_yaml()
+            .replace(self.cluster.url(), "https://127.0.0.1:1");
+        assert_ne!(
+            yaml,
+            self.cluster.kubeconfig_yaml(),
+            "the server URL is replaced"
+        );
+        let path = self.cache.path().join("unreachable.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        path
+    }
+}
+
+/// A local directory of manifests.
+fn local_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn diff_exits_2_on_an_error() {
+    let e = Env::new();
+    let kc = e.cluster.kubeconfig_path().display().to_string();
+
+    // A source that does not render.
+    let broken = local_dir(&[
+        ("ok.yaml", &cm("a", "1")),
+        (
+            "broken.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  labels: {a: b\n",
+        ),
+    ]);
+    let dir = broken.path().display().to_string();
+    let o = e.capstan(&["diff", &dir, "--app", "demo", "--kubeconfig", &kc]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("broken.yaml: line 5"), "{}", err(&o));
+
+    // A cluster that cannot be reached.
+    let good = local_dir(&[("ns.yaml", NAMESPACE), ("a.yaml", &cm("a", "1"))]);
+    let dir = good.path().display().to_string();
+    let nowhere = e.unreachable_kubeconfig().display().to_string();
+    let o = e.capstan(&["diff", &dir, "--app", "demo", "--kubeconfig", &nowhere]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("error: discovering the API of the cluster"),
+        "{}",
+        err(&o)
+    );
+
+    // An object the server refuses to plan (a conflict with another field manager).
+    ok(&e.capstan(&[
+        "apply",
+        &dir,
+        "--app",
+        "demo",
+        "--namespace",
+        "demo",
+        "--kubeconfig",
+        &kc,
+    ]));
+    let hand = e.cluster.kubectl_stdin(
+        &["apply", "--server-side", "--force-conflicts", "--field-manager=hand", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: demo\ndata:\n  key: hand\n",
+    );
+    assert!(hand.status.success());
+    let o = e.capstan(&[
+        "diff",
+        &dir,
+        "--app",
+        "demo",
+        "--namespace",
+        "demo",
+        "--kubeconfig",
+        &kc,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        out(&o).contains("update ConfigMap demo/a: error: ") && out(&o).contains("conflict"),
+        "{}",
+        out(&o)
+    );
+}
+
+#[test]
+fn diff_between_two_commits_of_a_kustomize_overlay_shows_no_secret_value() {
+    let e = Env::new();
+    e.repo.write(
+        "deploy/base/kustomization.yaml",
+        "resources:\n- deployment.yaml\n- secret.yaml\n",
+    );
+    e.repo.write(
+        "deploy/base/deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.25\n",
+    );
+    let secret = |password: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: {password}\n  user: admin\n"
+        )
+    };
+    let overlay = |tag: &str, token: &str| {
+        format!(
+            "namespace: shop\nresources:\n- ../../base\nimages:\n- name: nginx\n  newTag: \"{tag}\"\nsecretGenerator:\n- name: api\n  literals:\n  - token={token}\n"
+        )
+    };
+    e.repo
+        .write("deploy/base/secret.yaml", secret("first-Pa55"));
+    e.repo.write(
+        "deploy/overlays/prod/kustomization.yaml",
+        overlay("1.27.1", "first-T0ken"),
+    );
+    let from = e.repo.commit("prod at 1.27.1");
+    e.repo
+        .write("deploy/base/secret.yaml", secret("second-Pa55"));
+    e.repo.write(
+        "deploy/overlays/prod/kustomization.yaml",
+        overlay("1.27.2", "second-T0ken"),
+    );
+    let to = e.repo.commit("prod at 1.27.2, rotated");
+
+    let url = e.server.url("app.git");
+    let base = [
+        "diff",
+        "--repo",
+        url.as_str(),
+        "--git-username",
+        USER,
+        "--path",
+        "deploy/overlays/prod",
+        "--from",
+        from.as_str(),
+        "--to",
+        to.as_str(),
+    ];
+    let leaks = [
+        "first-Pa55",
+        "second-Pa55",
+        "first-T0ken",
+        "second-T0ken",
+        "Zmlyc3QtUGE1NQ==",
+        "c2Vjb25kLVBhNTU=",
+        "Zmlyc3QtVDBrZW4=",
+        "c2Vjb25kLVQwa2Vu",
+    ];
+    for format in [None, Some("json"), Some("markdown")] {
+        let mut args = base.to_vec();
+        if let Some(f) = format {
+            args.extend(["-o", f]);
+        }
+        let o = e.capstan(&args);
+        assert_eq!(o.status.code(), Some(1), "{format:?}: {}", err(&o));
+        let (text, stderr) = (out(&o), err(&o));
+        for leaked in leaks {
+            assert!(
+                !text.contains(leaked) && !stderr.contains(leaked),
+                "{format:?}: secret value {leaked} leaked:\n{text}\n{stderr}"
+            );
+        }
+        let diff_text = match format {
+            Some("json") => {
+                let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let changes = doc["changes"].as_array().unwrap();
+                let find = |kind: &str, action: &str| {
+                    changes
+                        .iter()
+                        .find(|c| c["object"]["kind"] == kind && c["action"] == action)
+                        .unwrap_or_else(|| panic!("no {action} {kind}: {doc:#}"))
+                };
+                assert_eq!(find("Deployment", "changed")["object"]["name"], "web");
+                assert_eq!(find("Secret", "changed")["object"]["name"], "db");
+                // the generated Secret's name carries a hash of its content
+                find("Secret", "added");
+                find("Secret", "removed");
+                changes
+                    .iter()
+                    .map(|c| c["diff"].as_str().unwrap().to_string())
+                    .collect::<String>()
+            }
+            _ => text.clone(),
+        };
+        assert!(
+            diff_text.contains("-      - image: nginx:1.27.1")
+                && diff_text.contains("+      - image: nginx:1.27.2"),
+            "{format:?}: the image change is shown:\n{diff_text}"
+        );
+        assert!(
+            diff_text.contains("+  password: ++++++++ (changed)"),
+            "{format:?}: a changed key is shown as changed:\n{diff_text}"
+        );
+        assert!(
+            !diff_text.contains("+  user:"),
+            "{format:?}: an unchanged key is not a change:\n{diff_text}"
+        );
+        if format == Some("markdown") {
+            assert!(
+                text.contains("<code>Deployment.apps shop/web</code> (changed)"),
+                "{text}"
+            );
+            assert!(
+                text.contains("<code>Secret shop/db</code> (changed)"),
+                "{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn apply_dry_run_of_a_directory_creates_nothing_and_a_real_apply_does() {
+    let e = Env::new();
+    let kc = e.cluster.kubeconfig_path().display().to_string();
+    let src = local_dir(&[("ns.yaml", NAMESPACE), ("app/a.yaml", &cm("a", "1"))]);
+    let dir = src.path().display().to_string();
+    let args = [
+        "apply",
+        dir.as_str(),
+        "--app",
+        "dry",
+        "--namespace",
+        "demo",
+        "--prune",
+        "--kubeconfig",
+        kc.as_str(),
+    ];
+    let mut dry = args.to_vec();
+    dry.push("--dry-run");
+    let o = e.capstan(&dry);
+    let text = ok(&o);
+    assert!(text.contains("namespace/demo created (dry run)"), "{text}");
+    assert!(
+        text.contains("configmap/a -n demo created (dry run)"),
+        "{text}"
+    );
+    assert!(
+        err(&o).contains("dry run, nothing was changed"),
+        "{}",
+        err(&o)
+    );
+    let gone = e.cluster.kubectl(&["get", "ns", "demo"]);
+    assert!(!gone.status.success(), "a dry run creates no namespace");
+    let inventory =
+        e.cluster
+            .kubectl(&["get", "cm", "capstan-inventory-dry", "-n", "capstan-system"]);
+    assert!(!inventory.status.success(), "nor an inventory");
+
+    let o = e.capstan(&args);
+    let text = ok(&o);
+    assert!(text.contains("configmap/a -n demo created"), "{text}");
+    assert!(
+        !text.contains("dry run") && !err(&o).contains("dry run"),
+        "{text}"
+    );
+    assert_eq!(
+        e.kubectl(&["get", "cm", "a", "-n", "demo", "-o", "jsonpath={.data.key}"]),
+        "1"
+    );
+    e.kubectl(&["get", "cm", "capstan-inventory-dry", "-n", "capstan-system"]);
+}
+
+/// The README's "Push-based delivery from a CI pipeline", command by command.
+#[test]
+fn the_readme_push_example_works_as_written() {
+    let e = Env::new();
+    let deploy = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../apiserver/tests/fixtures/mixed-set.yaml"
+        ),
+        deploy.path().join("app.yaml"),
+    )
+    .unwrap();
+    let dir = deploy.path().display().to_string();
+    let env = [("KUBECONFIG", e.cluster.kubeconfig_path().as_os_str())];
+    let objects = [
+        "Namespace demo",
+        "ConfigMap demo/cfg",
+        "Secret demo/sec",
+        "Deployment.apps demo/web",
+        "Service demo/web",
+    ];
+
+    // capstan diff /tmp/deploy --app demo
+    let o = e.capstan_env(&["diff", &dir, "--app", "demo"], &env);
+    assert_eq!(o.status.code(), Some(1), "differences exit 1: {}", err(&o));
+    let text = out(&o);
+    for object in objects {
+        assert!(
+            text.contains(&format!("create {object}\n")),
+            "{object}: {text}"
+        );
+    }
+    assert!(
+        !text.contains("hunter2") && !text.contains("aHVudGVyMg=="),
+        "{text}"
+    );
+
+    // capstan apply /tmp/deploy --app demo --prune --wait
+    let text = ok(&e.capstan_env(&["apply", &dir, "--app", "demo", "--prune", "--wait"], &env));
+    for line in [
+        "namespace/demo created",
+        "configmap/cfg -n demo created",
+        "secret/sec -n demo created",
+        "deployment.apps/web -n demo created",
+        "service/web -n demo created",
+        "health: Healthy",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    let o = e.capstan_env(&["diff", &dir, "--app", "demo"], &env);
+    assert_eq!(o.status.code(), Some(0), "in sync: {}{}", out(&o), err(&o));
+
+    // sed -i 's/replicas: 2/replicas: 3/' /tmp/deploy/app.yaml
+    let mut sed = Command::new("sed");
+    sed.args(["-i", "s/replicas: 2/replicas: 3/"])
+        .arg(deploy.path().join("app.yaml"));
+    capstan_testkit::process::assert_success(
+        &capstan_testkit::process::run(sed, None, Duration::from_secs(10)),
+        "sed",
+    );
+
+    // capstan diff /tmp/deploy --app demo: exactly that change
+    let o = e.capstan_env(&["diff", &dir, "--app", "demo"], &env);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let text = out(&o);
+    let headers: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            ["create ", "update ", "prune "]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect();
+    assert_eq!(headers, ["update Deployment.apps demo/web"], "{text}");
+    let changed: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            (l.starts_with('+') || l.starts_with('-'))
+                && !l.starts_with("+++")
+                && !l.starts_with("---")
+        })
+        .collect();
+    assert_eq!(changed, ["-  replicas: 2", "+  replicas: 3"], "{text}");
+
+    // capstan apply /tmp/deploy --app demo --prune: configures only what drifted
+    let text = ok(&e.capstan_env(&["apply", &dir, "--app", "demo", "--prune"], &env));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), objects.len(), "{text}");
+    for line in lines {
+        if line.starts_with("deployment.apps/web ") {
+            assert_eq!(line, "deployment.apps/web -n demo configured");
+        } else {
+            assert!(line.ends_with(" unchanged"), "{text}");
+        }
+    }
+    assert_eq!(
+        e.kubectl(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "3"
+    );
+}
+
+#[test]
+fn apply_shows_progress_on_a_terminal_and_none_in_a_pipe() {
+    let e = Env::new();
+    let mut files = vec![
+        ("ns.yaml".to_string(), NAMESPACE.to_string()),
+        (
+            "deploy.yaml".to_string(),
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - {name: web, image: nginx:1.27}\n".to_string(),
+        ),
+    ];
+    for i in 0..5 {
+        files.push((format!("cm-{i}.yaml"), cm(&format!("cm-{i}"), "v")));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let src = local_dir(&files);
+    let kc = e.cluster.kubeconfig_path().display().to_string();
+    let dir = src.path().display().to_string();
+    let cmdline = format!(
+        "{} apply {dir} --app bar --namespace demo --wait --timeout 30s --kubeconfig {kc}",
+        env!("CARGO_BIN_EXE_capstan"),
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-qefc", &cmdline, "/dev/null"])
+        .env("CAPSTAN_CACHE_DIR", e.cache.path())
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR");
+    let tty = capstan_testkit::process::run(cmd, None, Duration::from_secs(60));
+    let text = out(&tty);
+    assert!(tty.status.success(), "{text:?}");
+    assert!(
+        text.contains("/7 "),
+        "a bar counting the 7 objects to apply: {text:?}"
+    );
+    assert!(text.contains("] "), "the bar is drawn: {text:?}");
+
+    // the same apply into a pipe: the result lines, no bar
+    let o = e.capstan(&[
+        "apply",
+        &dir,
+        "--app",
+        "bar",
+        "--namespace",
+        "demo",
+        "--wait",
+        "--timeout",
+        "30s",
+        "--kubeconfig",
+        &kc,
+    ]);
+    let text = ok(&o);
+    let stderr = err(&o);
+    assert!(
+        text.lines()
+            .all(|l| l.ends_with(" unchanged") || l.starts_with("health") || l.starts_with("  ")),
+        "{text}"
+    );
+    for drawn in ["\r", "\x1b[", "] ", "/7"] {
+        assert!(
+            !stderr.contains(drawn) && !text.contains(drawn),
+            "no progress drawn in a pipe ({drawn:?}): {stderr:?}"
+        );
+    }
+}
+
+#[test]
+fn render_prints_yaml_that_parses_back_into_the_desired_set() {
+    let e = Env::new();
+    let src = local_dir(&[
+        ("ns.yaml", NAMESPACE),
+        ("a.yaml", &cm("a", "1")),
+        (
+            "multi.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: 80\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: quoted\ndata:\n  number: \"8080\"\n  text: \"yes: no\"\n",
+        ),
+    ]);
+    let dir = src.path().display().to_string();
+    let o = e.capstan(&["render", &dir, "--namespace", "shop"]);
+    let yaml = ok(&o);
+    assert!(yaml.starts_with("---\n# Source: "), "{yaml}");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&ok(&e.capstan(&[
+        "render",
+        &dir,
+        "--namespace",
+        "shop",
+        "-o",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(docs.len(), 4, "{yaml}");
+    assert_eq!(
+        &docs,
+        json["items"].as_array().unwrap(),
+        "YAML and JSON agree"
+    );
+    let quoted = docs
+        .iter()
+        .find(|d| d["metadata"]["name"] == "quoted")
+        .unwrap();
+    assert_eq!(quoted["data"]["number"], "8080", "strings stay strings");
+    assert_eq!(quoted["data"]["text"], "yes: no");
+    assert_eq!(quoted["metadata"]["namespace"], "shop");
+    assert!(err(&o).contains("rendered 4 objects"), "{}", err(&o));
+}

@@ -119,5 +119,34 @@ mod tests {
             HealthState::Healthy
         );
         assert_eq!(Health::worst(&[]).state, HealthState::Healthy);
+        let progressing_over_suspended = [
+            Health::new(HealthState::Suspended, "paused"),
+            Health::new(HealthState::Progressing, "rolling out"),
+            Health::healthy(),
+        ];
+        assert_eq!(
+            Health::worst(&progressing_over_suspended),
+            Health::new(HealthState::Progressing, "rolling out"),
+            "the worst keeps its reason"
+        );
+        let suspended_over_healthy = [
+            Health::healthy(),
+            Health::new(HealthState::Suspended, "paused"),
+        ];
+        assert_eq!(
+            Health::worst(&suspended_over_healthy).state,
+            HealthState::Suspended
+        );
+        let order = [
+            HealthState::Healthy,
+            HealthState::Suspended,
+            HealthState::Progressing,
+            HealthState::Missing,
+            HealthState::Degraded,
+        ];
+        assert!(
+            order.windows(2).all(|w| w[0].severity() < w[1].severity()),
+            "Degraded > Missing > Progressing > Suspended > Healthy"
+        );
     }
 }

@@ -381,6 +381,48 @@ mod tests {
     }
 
     #[test]
+    fn ignore_rules_match_by_name_and_namespace_when_given() {
+        let rule = IgnoreRule {
+            kind: "ConfigMap".into(),
+            name: Some("c".into()),
+            json_pointers: vec!["/data/k".into()],
+            ..Default::default()
+        };
+        let c = cm_ref();
+        let other = ObjectRef::new("", "ConfigMap", Some("d"), "other");
+        assert_eq!(
+            ignored_pointers(std::slice::from_ref(&rule), &c),
+            ["/data/k"]
+        );
+        assert!(
+            ignored_pointers(std::slice::from_ref(&rule), &other).is_empty(),
+            "another name is compared in full"
+        );
+        let live = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "autoscaled"}});
+        let desired = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "git"}});
+        assert!(semantically_equal(
+            &live,
+            &desired,
+            &ignored_pointers(std::slice::from_ref(&rule), &c)
+        ));
+        assert!(!semantically_equal(
+            &live,
+            &desired,
+            &ignored_pointers(std::slice::from_ref(&rule), &other)
+        ));
+        let in_prod = IgnoreRule {
+            namespace: Some("prod".into()),
+            ..rule
+        };
+        assert!(!in_prod.matches(&c), "namespace d is not prod");
+        assert!(in_prod.matches(&ObjectRef::new("", "ConfigMap", Some("prod"), "c")));
+        assert!(
+            !in_prod.matches(&ObjectRef::new("", "Secret", Some("prod"), "c")),
+            "the kind must match too"
+        );
+    }
+
+    #[test]
     fn secret_diffs_show_which_keys_changed_never_values() {
         let id = ObjectRef::new("", "Secret", Some("d"), "s");
         let live = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"user": "YWRh", "password": "b2xk"}});

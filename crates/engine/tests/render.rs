@@ -656,3 +656,65 @@ async fn helm_running_past_its_timeout_fails_with_the_timeout_error() {
         "helm on charts/web did not finish within 1ms"
     );
 }
+
+#[tokio::test]
+async fn helm_inline_values_override_the_values_file() {
+    let tree = Tree::new();
+    write_chart(|path, text| {
+        tree.write(path, text);
+    });
+    tree.write("envs/prod/values.yaml", "replicaCount: 3\n");
+    let opts = RenderOptions {
+        helm: HelmOptions {
+            values_files: vec!["envs/prod/values.yaml".into()],
+            values: Some("replicaCount: 5\nimage:\n  tag: \"3.1\"\n".into()),
+            ..helm_options()
+        },
+        ..Default::default()
+    };
+
+    let objs = tree.render("charts/web", &opts).await;
+
+    let deployment = find(&objs, "Deployment", "web-web");
+    assert_eq!(
+        deployment.object["spec"]["replicas"], 5,
+        "inline values come after the values files"
+    );
+    assert_eq!(
+        deployment.object["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:3.1",
+        "inline values merge with the chart's defaults"
+    );
+}
+
+#[tokio::test]
+async fn an_explicit_renderer_overrides_detection() {
+    // A directory with a Chart.yaml is detected as Helm; asked for a directory, its
+    // manifests are read as they are and Helm is never run.
+    let tree = Tree::new();
+    tree.write("app/Chart.yaml", CHART_YAML)
+        .write("app/values.yaml", VALUES_YAML)
+        .write("app/manifests/cm.yaml", &configmap("plain"));
+    assert_eq!(render::detect(&tree.root().join("app")), RendererKind::Helm);
+    let no_helm = HelmOptions {
+        binary: Some("/nonexistent/helm".into()),
+        ..Default::default()
+    };
+    let detected = RenderOptions {
+        helm: no_helm.clone(),
+        exclude: vec!["Chart.yaml".into(), "values.yaml".into()],
+        ..Default::default()
+    };
+    let err = tree.render_err("app", &detected).await;
+    assert!(
+        matches!(&err, RenderError::ToolMissing { tool: "helm", .. }),
+        "detection picks Helm: {err:?}"
+    );
+
+    let explicit = RenderOptions {
+        renderer: Some(RendererKind::Directory),
+        ..detected
+    };
+    let objs = tree.render("app", &explicit).await;
+    assert_eq!(keys(&objs), ["/ConfigMap/prod/plain"]);
+    assert_eq!(objs[0].origin, origin("app/manifests/cm.yaml", 1));
+}

@@ -171,8 +171,13 @@ pub async fn run(args: ApplyCommand) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            let dry_run = if args.dry_run {
+                " — dry run, nothing was changed"
+            } else {
+                ""
+            };
             eprintln!(
-                "{} ({})",
+                "{}{dry_run} ({})",
                 print::summary(&report.changes),
                 print::revision_line(&checkout.revision)
             );

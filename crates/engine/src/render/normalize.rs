@@ -255,6 +255,20 @@ mod tests {
             err.to_string(),
             "x.yaml (document 1): apiVersion is missing or empty"
         );
+        let err = normalize(
+            vec![raw(
+                "y.yaml",
+                3,
+                json!({"apiVersion": "v1", "metadata": {"name": "a"}}),
+            )],
+            "p",
+            &Scopes::builtin(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "y.yaml (document 3): kind is missing or empty"
+        );
         let bad_wave = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "annotations": {"capstan.dev/sync-wave": "soon"}}});
         let err = normalize(vec![raw("w.yaml", 1, bad_wave)], "p", &Scopes::builtin()).unwrap_err();
         assert!(

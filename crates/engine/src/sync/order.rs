@@ -167,4 +167,46 @@ mod tests {
             "ConfigMap, Service, Deployment, then custom kinds"
         );
     }
+
+    #[test]
+    fn one_wave_follows_the_kind_order_of_the_issue() {
+        // Namespace, ResourceQuota, LimitRange, ServiceAccount, Secret, ConfigMap, PVC,
+        // RBAC, Service, workloads, Ingress — given here in reverse.
+        let expected = [
+            "Namespace",
+            "ResourceQuota",
+            "LimitRange",
+            "ServiceAccount",
+            "Secret",
+            "ConfigMap",
+            "PersistentVolumeClaim",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "DaemonSet",
+            "Pod",
+            "ReplicaSet",
+            "Deployment",
+            "StatefulSet",
+            "Job",
+            "CronJob",
+            "Ingress",
+            "Widget",
+        ];
+        let objs: Vec<PlannedObject> = expected.iter().rev().map(|k| obj(k, "x", 0)).collect();
+        let ws = waves(&objs);
+        assert_eq!(ws.len(), 1);
+        let kinds: Vec<&str> = ws[0]
+            .all()
+            .map(|i| objs[i].desired.id.kind.as_str())
+            .collect();
+        assert_eq!(kinds, expected);
+        assert_eq!(
+            ws[0].groups.len(),
+            expected.len() - 1,
+            "one group per kind after the Namespace: a kind is applied only after the one before it"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Waiting for health: poll the objects until all are settled (healthy, suspended, or
 //! without a health rule), one of them degrades, or the time is up. A failed wait
-//! names every object that is not healthy, with its reason.
+//! names every object that is not healthy, with its reason (degraded ones first).
 
 use std::time::Duration;
 
@@ -83,14 +83,18 @@ pub async fn wait_healthy(
         if pending.is_empty() {
             return Ok(all);
         }
-        let degraded: Vec<(ObjectRef, Health)> = pending
+        if pending
             .iter()
-            .filter(|(_, h)| h.state == HealthState::Degraded)
-            .cloned()
-            .collect();
-        if !degraded.is_empty() {
+            .any(|(_, h)| h.state == HealthState::Degraded)
+        {
+            // Fail at once, naming every object that is not healthy: the degraded
+            // ones first, then those still on their way.
+            let (mut unhealthy, progressing): (Vec<_>, Vec<_>) = pending
+                .into_iter()
+                .partition(|(_, h)| h.state == HealthState::Degraded);
+            unhealthy.extend(progressing);
             return Err(WaitError::Unhealthy {
-                unhealthy: degraded,
+                unhealthy,
                 all,
                 timed_out: false,
             });
