@@ -618,35 +618,78 @@ fn two_controllers_elect_one_leader_and_the_standby_takes_over() {
     e.eventually("a sync", Duration::from_secs(30), || {
         cm_value(&e, "settings").as_deref() == Some("one")
     });
-    let holder = e.kubectl(&[
-        "get",
-        "lease",
-        "capstan-controller",
-        "-n",
-        "capstan-system",
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
-    assert_eq!(holder, "alpha", "the first replica leads");
+    let holder = || {
+        e.kubectl(&[
+            "get",
+            "lease",
+            "capstan-controller",
+            "-n",
+            "capstan-system",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+    };
+    assert_eq!(holder(), "alpha", "the first replica leads");
+    // a few interval passes with both running: only the leader syncs
+    e.repo.write("web/cm.yaml", cm("settings", "two"));
+    e.repo.commit("second");
+    e.eventually("the second sync", Duration::from_secs(20), || {
+        cm_value(&e, "settings").as_deref() == Some("two")
+    });
+    let syncs_by = |who: &str| -> usize {
+        let audit: Value = serde_json::from_str(&stdout_ok(
+            &e.capstan(&["audit", "--app", "apps/web", "-o", "json"]),
+            "audit",
+        ))
+        .unwrap();
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == "sync" && r["actor"] == who)
+            .count()
+    };
+    assert_eq!(syncs_by("alpha"), 2);
+    assert_eq!(syncs_by("beta"), 0, "the standby never syncs");
+
+    // the emergency stop holds on every replica: the standby taking over syncs nothing
+    assert!(
+        e.capstan(&["stop", "--reason", "failover"])
+            .status
+            .success()
+    );
+    e.repo.write("web/cm.yaml", cm("settings", "three"));
+    e.repo.commit("while stopped");
     let _ = a.child.kill();
     let _ = a.child.wait();
     let killed = Instant::now();
-    e.repo.write("web/cm.yaml", cm("settings", "two"));
-    e.repo.commit("after the leader died");
-    e.eventually("the standby takes over", Duration::from_secs(30), || {
-        cm_value(&e, "settings").as_deref() == Some("two")
+    e.eventually(
+        "the standby takes the lease",
+        Duration::from_secs(15),
+        || holder() == "beta",
+    );
+    let took_over = killed.elapsed();
+    // the lease expires 3 s after the last renewal; the standby looks every second
+    assert!(
+        took_over < Duration::from_secs(3 + 1 + 2),
+        "taken over within the lease duration (and one renew period): {took_over:?}"
+    );
+    // two of the 2 s intervals as the leader
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        cond(&e.app("web"), "Ready").unwrap()["reason"],
+        "EmergencyStop"
+    );
+    assert_eq!(
+        cm_value(&e, "settings").as_deref(),
+        Some("two"),
+        "the new leader sees the stop"
+    );
+    assert!(e.capstan(&["resume"]).status.success());
+    e.eventually("beta syncs after resume", Duration::from_secs(20), || {
+        cm_value(&e, "settings").as_deref() == Some("three")
     });
-    let holder = e.kubectl(&[
-        "get",
-        "lease",
-        "capstan-controller",
-        "-n",
-        "capstan-system",
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
-    assert_eq!(holder, "beta");
-    assert!(killed.elapsed() < Duration::from_secs(30));
+    assert_eq!(syncs_by("beta"), 1);
 }
 
 #[test]

@@ -11,6 +11,14 @@
 //!   one extracted tree per commit, rendered output cached;
 //! - [`stop`]: the emergency stop; [`leader`]: leader election; [`audit`]: the audit
 //!   log; [`reconcile`]: one Application from source to status.
+//!
+//! It is built from kube-runtime's `watcher` and `reflector`, not its `Controller`:
+//! the kinds to watch for drift are only known once Applications have rendered (and
+//! change as they do), while a `Controller`'s watches are fixed when it is built; and
+//! each run needs to know what caused it (history says `automated`, `self-heal`,
+//! `refresh`) and to be paced per cause — a heal after its own growing delay, a retry
+//! after its backoff, the next comparison after a jittered interval — which the
+//! keyed [`scheduler`] does in one place.
 
 pub mod audit;
 pub mod crd;
