@@ -365,6 +365,16 @@ fn the_emergency_stop_blocks_syncs_survives_a_restart_and_resume_catches_up() {
         audit.contains("stop") && audit.contains("resume") && audit.contains("sync"),
         "{audit}"
     );
+    let records: Value =
+        serde_json::from_str(&stdout_ok(&e.capstan(&["audit", "-o", "json"]), "audit")).unwrap();
+    let actions: Vec<&str> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["action"].as_str())
+        .filter(|a| *a != "sync")
+        .collect();
+    assert_eq!(actions, ["stop", "resume"], "in the order they happened");
     // ...and as Kubernetes Events, on the Application and on the stop switch.
     let described = e.kubectl(&["describe", "application", "web", "-n", "apps"]);
     assert!(

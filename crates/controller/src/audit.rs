@@ -77,6 +77,14 @@ pub struct AuditRecordSpec {
     pub details: String,
 }
 
+/// The time of a record made now: RFC 3339 with microseconds, so records of one
+/// second (a stop and the resume right after it) sort in the order they were made.
+pub fn record_time() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
 /// Append a record in `namespace`, and publish it as a core/v1 Event on the
 /// Application it is about (`regarding`; looked up when not given) — or, for the
 /// cluster-wide emergency stop, on the stop's ConfigMap — so `kubectl describe` and
@@ -229,8 +237,16 @@ async fn create_record(
             .map(|_| (b'a' + rng.random_range(0..26)) as char)
             .collect()
     };
-    let mut name = format!("{base}-{}-{}-{suffix}", spec.action, stamp);
-    name.truncate(253);
+    // a long Application name is shortened so the record's name stays valid (at most
+    // 253 characters, ending in the random letters)
+    let mut base = base;
+    base.truncate(200);
+    let name = format!(
+        "{}-{}-{}-{suffix}",
+        base.trim_end_matches(['-', '.']),
+        spec.action,
+        stamp
+    );
     let record = AuditRecord::new(&name, spec.clone());
     api.create(&PostParams::default(), &record).await?;
     Ok(())
@@ -266,6 +282,7 @@ pub async fn list(
             })
         })
         .collect();
-    out.sort_by(|a, b| a.time.cmp(&b.time));
+    // oldest first; records of the same second keep the order they were made in
+    out.sort_by_key(|r| r.time.parse::<jiff::Timestamp>().ok());
     Ok(out)
 }

@@ -473,7 +473,7 @@ pub async fn finalize(app: &Application, ctx: &Context) -> Option<Duration> {
     }
     let summary = change_summary(&report);
     let record = AuditRecordSpec {
-        time: now(),
+        time: audit::record_time(),
         application: key.clone(),
         action: "delete".into(),
         trigger: "deletion".into(),
@@ -803,7 +803,7 @@ async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut Ap
             "sync"
         };
         let record = AuditRecordSpec {
-            time: now(),
+            time: audit::record_time(),
             application: key.clone(),
             action: action.into(),
             trigger: trigger_name.clone(),

@@ -585,7 +585,7 @@ async fn record(
     details: String,
 ) {
     let spec = AuditRecordSpec {
-        time: now(),
+        time: audit::record_time(),
         application,
         action: action.into(),
         trigger: "manual".into(),
@@ -747,7 +747,11 @@ pub async fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     ];
     for r in &records {
         rows.push(vec![
-            r.time.clone(),
+            // to the second, as `kubectl get` shows times; `-o json` has them whole
+            match r.time.split_once('.') {
+                Some((seconds, _)) => format!("{seconds}Z"),
+                None => r.time.clone(),
+            },
             r.application.clone(),
             r.action.clone(),
             r.trigger.clone(),
