@@ -101,7 +101,14 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CAPSTAN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // TLS and client failures are reported once, by Capstan, with the
+                // repository or cluster they concern; the libraries' own lines about
+                // the same failure only repeat them (CAPSTAN_LOG shows them again)
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(
+                        "warn,rustls_platform_verifier=off,kube_client=off",
+                    )
+                }),
         )
         .with_writer(std::io::stderr)
         .init();

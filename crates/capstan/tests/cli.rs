@@ -1282,3 +1282,78 @@ fn render_prints_yaml_that_parses_back_into_the_desired_set() {
     assert_eq!(quoted["metadata"]["namespace"], "shop");
     assert!(err(&o).contains("rendered 4 objects"), "{}", err(&o));
 }
+
+#[test]
+fn a_repository_over_https_is_fetched_with_basic_auth_when_its_ca_is_trusted() {
+    let e = Env::new();
+    e.repo.write(
+        "deploy/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: over-tls\ndata:\n  k: v\n",
+    );
+    let commit = e.repo.commit("over https");
+    let front = capstan_testkit::HttpsFront::start(e.server.addr()).unwrap();
+    let url = front.url("app.git");
+    let render = |ca: Option<&std::path::Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_capstan"));
+        cmd.args([
+            "render",
+            "--repo",
+            &url,
+            "--git-username",
+            USER,
+            "--path",
+            "deploy",
+            "-o",
+            "json",
+        ])
+        .env("CAPSTAN_CACHE_DIR", e.cache.path())
+        .env("CAPSTAN_GIT_PASSWORD", PASSWORD)
+        .env("NO_COLOR", "1");
+        match ca {
+            // the CA replaces the system's trust store for this process
+            Some(ca) => cmd.env("SSL_CERT_FILE", ca),
+            None => cmd.env("SSL_CERT_FILE", "/dev/null"),
+        };
+        capstan_testkit::process::run(cmd, None, Duration::from_secs(120))
+    };
+
+    let untrusted = render(None);
+    assert_eq!(
+        untrusted.status.code(),
+        Some(2),
+        "an untrusted certificate is an error"
+    );
+    let err = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(err.contains(&url), "the error names the repository: {err}");
+    assert!(
+        err.starts_with(&format!("error: fetching {url}")) && err.contains("UnknownIssuer"),
+        "one line of error, naming the repository and the cause: {err}"
+    );
+    assert!(!err.contains(PASSWORD), "{err}");
+    assert!(
+        e.server.request_log().is_empty(),
+        "nothing reached the server without a trusted TLS session"
+    );
+
+    let out = render(Some(front.ca_file()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let objects: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = objects.to_string();
+    assert!(text.contains("over-tls"), "{text}");
+    let log = e.server.request_log();
+    assert!(
+        log.iter()
+            .any(|r| r.status == 200 && r.user.as_deref() == Some(USER)),
+        "the fetch went through TLS to the server, authenticated: {log:?}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+    assert!(
+        stderr.contains(&format!("rendered 1 objects from {}", &commit[..7])),
+        "{stderr}"
+    );
+}

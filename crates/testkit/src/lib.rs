@@ -15,6 +15,7 @@
 
 pub mod cluster;
 pub mod git;
+pub mod https;
 pub mod process;
 pub mod repo;
 pub mod ssh;
@@ -22,5 +23,6 @@ pub mod tools;
 
 pub use cluster::TestCluster;
 pub use git::{BasicAuth, GitServer};
+pub use https::HttpsFront;
 pub use repo::TestRepo;
 pub use ssh::SshServer;
