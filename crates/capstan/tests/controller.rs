@@ -573,6 +573,54 @@ fn suspend_rollback_and_depends_on() {
     e.eventually("web resumes", Duration::from_secs(20), || {
         cm_value(&e, "web").as_deref() == Some("v2")
     });
+    // a suspend made with kubectl is audited too, naming the field manager
+    e.kubectl(&[
+        "patch",
+        "applications",
+        "web",
+        "-n",
+        "apps",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":true}}"#,
+    ]);
+    e.eventually("the kubectl suspend seen", Duration::from_secs(20), || {
+        cond(&e.app("web"), "Suspended").is_some_and(|c| c["status"] == "True")
+    });
+    assert!(e.capstan(&["resume", "web", "-n", "apps"]).status.success());
+    e.eventually("resumed again", Duration::from_secs(20), || {
+        cond(&e.app("web"), "Suspended").is_some_and(|c| c["status"] == "False")
+    });
+    let audit: Value = serde_json::from_str(&stdout_ok(
+        &e.capstan(&["audit", "--app", "apps/web", "-o", "json"]),
+        "audit",
+    ))
+    .unwrap();
+    let switches: Vec<(String, String)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "suspend" || r["action"] == "unsuspend")
+        .map(|r| {
+            let actor = r["actor"].as_str().unwrap_or("");
+            let by = if actor.starts_with("capstan:") {
+                "capstan"
+            } else {
+                actor
+            };
+            (r["action"].as_str().unwrap().to_string(), by.to_string())
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("suspend", "capstan"),
+        ("unsuspend", "capstan"),
+        ("suspend", "kubectl-patch"),
+        ("unsuspend", "capstan"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(switches, expected, "{audit}");
 
     // rollback to the previous revision turns automated sync off
     let out = e.capstan(&["rollback", "web", "-n", "apps"]);

@@ -339,8 +339,9 @@ pub async fn reconcile(
     ctx: &Context,
     memory: &mut AppMemory,
 ) -> Next {
-    let report = run(&app, trigger, ctx, memory).await;
+    let mut report = run(&app, trigger, ctx, memory).await;
     let ns = app.namespace().unwrap_or_default();
+    note_suspension(&app, &mut report.status, ctx).await;
     // A periodic pass that found nothing new writes nothing: one status write per
     // Application per interval would be most of the load a steady fleet puts on the
     // API server (and wake every watcher of Applications). `reconciledAt` is then the
@@ -379,6 +380,70 @@ pub async fn reconcile(
         synced: report.synced,
         kinds: managed_kinds(&report.status),
     }
+}
+
+/// Keep the `Suspended` condition in step with `spec.suspend`, and audit each change
+/// of it the controller sees — whoever made it: `capstan suspend`, `kubectl edit`, a
+/// GitOps repository of Applications. The actor is the field manager that set
+/// `spec.suspend` (`capstan:alice`, `kubectl-edit`, …).
+async fn note_suspension(app: &Application, status: &mut ApplicationStatus, ctx: &Context) {
+    let old = app
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or(&[]);
+    let before = old
+        .iter()
+        .find(|c| c.type_ == "Suspended")
+        .map(|c| c.status == "True");
+    let suspended = app.spec.suspend;
+    let generation = app.meta().generation;
+    let cond = if suspended {
+        condition(
+            "Suspended",
+            true,
+            "Suspended",
+            "spec.suspend is set: nothing is synced, drift is still reported",
+            generation,
+        )
+    } else {
+        condition("Suspended", false, "NotSuspended", "", generation)
+    };
+    status.conditions.retain(|c| c.type_ != "Suspended");
+    status.conditions.extend(merge_conditions(old, vec![cond]));
+    if before.is_none_or(|b| b == suspended) {
+        return;
+    }
+    let ns = app.namespace().unwrap_or_default();
+    let record = AuditRecordSpec {
+        time: audit::record_time(),
+        application: format!("{ns}/{}", app.name_any()),
+        action: if suspended { "suspend" } else { "unsuspend" }.into(),
+        trigger: "manual".into(),
+        actor: suspend_manager(app).unwrap_or_else(|| "unknown".into()),
+        details: format!("observed by {}", ctx.opts.identity),
+        ..Default::default()
+    };
+    if let Err(e) = audit::append(&ctx.client, &ns, record, Some(app.object_ref(&()))).await {
+        tracing::warn!(app = %format!("{ns}/{}", app.name_any()), error = %e, "writing the audit record");
+    }
+}
+
+/// The field manager that owns `spec.suspend`, if any.
+fn suspend_manager(app: &Application) -> Option<String> {
+    app.meta()
+        .managed_fields
+        .as_ref()?
+        .iter()
+        .filter(|m| m.subresource.as_deref().unwrap_or("").is_empty())
+        .filter(|m| {
+            m.fields_v1
+                .as_ref()
+                .and_then(|f| f.0.pointer("/f:spec/f:suspend"))
+                .is_some()
+        })
+        .max_by_key(|m| m.time.as_ref().map(|t| t.0))
+        .and_then(|m| m.manager.clone())
 }
 
 fn managed_kinds(status: &ApplicationStatus) -> std::collections::BTreeSet<(String, String)> {

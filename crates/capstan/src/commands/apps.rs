@@ -337,6 +337,12 @@ pub struct SyncCommand {
     scope: Scope,
 }
 
+/// The field manager of the CLI's own edits: `capstan:USER` (at most 128 characters,
+/// as the API server requires).
+fn field_manager() -> String {
+    format!("capstan:{}", who()).chars().take(128).collect()
+}
+
 fn who() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
@@ -602,18 +608,15 @@ async fn set_suspend(cmd: AppCommand, suspend: bool) -> anyhow::Result<ExitCode>
     let (client, ns) = cmd.scope.client().await?;
     let api: Api<Application> = Api::namespaced(client.clone(), &ns);
     let patch = json!({"spec": {"suspend": suspend}});
-    api.patch(&cmd.name, &PatchParams::default(), &Patch::Merge(&patch))
+    // The controller audits the change, naming the field manager that made it: this
+    // one names the user.
+    let params = PatchParams {
+        field_manager: Some(field_manager()),
+        ..Default::default()
+    };
+    api.patch(&cmd.name, &params, &Patch::Merge(&patch))
         .await
         .with_context(|| format!("updating {ns}/{}", cmd.name))?;
-    let action = if suspend { "suspend" } else { "unsuspend" };
-    record(
-        &client,
-        &ns,
-        format!("{ns}/{}", cmd.name),
-        action,
-        String::new(),
-    )
-    .await;
     crate::outln!(
         "{ns}/{}: {}",
         cmd.name,
