@@ -3,7 +3,8 @@
 //! on the same 2,000-object directory and the same kind of embedded API server
 //! (a fresh one per tool, so both start from an empty cluster).
 //!
-//! Run: `cargo bench -p capstan --bench push` (env: BENCH_OBJECTS, default 2000).
+//! Run: `cargo bench -p capstan --bench push` (env: BENCH_OBJECTS, default 2000;
+//! BENCH_RUNS, default 5: rounds per tool, alternating, medians reported).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -120,116 +121,93 @@ fn capstan(server: &Server, args: &[&str]) -> Command {
     cmd
 }
 
+/// One round of the four operations with one tool against a fresh server:
+/// first apply, second apply, diff with nothing changed, diff with 10% changed.
+fn round(dir: &Path, n: usize, home: &Path, tool: &str) -> [Duration; 4] {
+    let d = dir.to_str().unwrap();
+    write_objects(dir, n, 0);
+    let server = Server::start();
+    let with_home = |mut c: Command| {
+        // kubectl keeps its discovery cache under HOME: a private one for the bench.
+        c.env("HOME", home);
+        c
+    };
+    let apply: Vec<&str> = match tool {
+        "kubectl" => vec!["apply", "--server-side", "-f", d],
+        _ => vec![
+            "apply",
+            d,
+            "--app",
+            "bench",
+            "--namespace",
+            "bench",
+            "--prune",
+        ],
+    };
+    let diff: Vec<&str> = match tool {
+        "kubectl" => vec!["diff", "--server-side", "-f", d],
+        _ => vec!["diff", d, "--app", "bench", "--namespace", "bench"],
+    };
+    let cmd = |args: &[&str]| match tool {
+        "kubectl" => with_home(kubectl(&server, args)),
+        _ => capstan(&server, args),
+    };
+    let first = timed(cmd(&apply), &[0]);
+    let second = timed(cmd(&apply), &[0]);
+    let same = timed(cmd(&diff), &[0]);
+    write_objects(dir, n, 1);
+    let changed = timed(cmd(&diff), &[1]);
+    [first, second, same, changed]
+}
+
 fn main() {
     let n: usize = std::env::var("BENCH_OBJECTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1);
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("deploy");
-    let d = dir.to_str().unwrap();
     let home = work.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
-    // kubectl keeps its discovery cache under HOME: a private one for the bench.
-    let with_home = |mut c: Command| {
-        c.env("HOME", &home);
-        c
-    };
 
-    write_objects(&dir, n, 0);
-    let k = Server::start();
-    let kubectl_apply = timed(
-        with_home(kubectl(&k, &["apply", "--server-side", "-f", d])),
-        &[0],
-    );
-    let kubectl_reapply = timed(
-        with_home(kubectl(&k, &["apply", "--server-side", "-f", d])),
-        &[0],
-    );
-    let kubectl_diff_same = timed(
-        with_home(kubectl(&k, &["diff", "--server-side", "-f", d])),
-        &[0],
-    );
-    write_objects(&dir, n, 1);
-    let kubectl_diff_changed = timed(
-        with_home(kubectl(&k, &["diff", "--server-side", "-f", d])),
-        &[1],
-    );
-    drop(k);
-
-    write_objects(&dir, n, 0);
-    let c = Server::start();
-    let capstan_apply = timed(
-        capstan(
-            &c,
-            &[
-                "apply",
-                d,
-                "--app",
-                "bench",
-                "--namespace",
-                "bench",
-                "--prune",
-            ],
-        ),
-        &[0],
-    );
-    let capstan_reapply = timed(
-        capstan(
-            &c,
-            &[
-                "apply",
-                d,
-                "--app",
-                "bench",
-                "--namespace",
-                "bench",
-                "--prune",
-            ],
-        ),
-        &[0],
-    );
-    let capstan_diff_same = timed(
-        capstan(&c, &["diff", d, "--app", "bench", "--namespace", "bench"]),
-        &[0],
-    );
-    write_objects(&dir, n, 1);
-    let capstan_diff_changed = timed(
-        capstan(&c, &["diff", d, "--app", "bench", "--namespace", "bench"]),
-        &[1],
-    );
-    drop(c);
-
+    // Rounds alternate between the tools, so a change in the machine's load while the
+    // bench runs reaches both; each figure is the median of its rounds.
+    let mut kubectl_runs = Vec::new();
+    let mut capstan_runs = Vec::new();
+    for r in 0..runs {
+        eprintln!("round {}/{runs}", r + 1);
+        kubectl_runs.push(round(&dir, n, &home, "kubectl"));
+        capstan_runs.push(round(&dir, n, &home, "capstan"));
+    }
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!("| operation ({n} objects) | kubectl ms | capstan ms | kubectl ÷ capstan |");
+    let median = |runs: &[[Duration; 4]], i: usize| {
+        let mut v: Vec<f64> = runs.iter().map(|r| ms(r[i])).collect();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    println!(
+        "| operation ({n} objects, median of {runs}) | kubectl ms (min–max) | capstan ms (min–max) | kubectl ÷ capstan |"
+    );
     println!("|---|---|---|---|");
-    for (name, a, b) in [
-        (
-            "first apply (creates everything)",
-            kubectl_apply,
-            capstan_apply,
-        ),
-        (
-            "second apply (nothing changed)",
-            kubectl_reapply,
-            capstan_reapply,
-        ),
-        (
-            "diff, nothing changed",
-            kubectl_diff_same,
-            capstan_diff_same,
-        ),
-        (
-            "diff, 10% changed",
-            kubectl_diff_changed,
-            capstan_diff_changed,
-        ),
-    ] {
+    for (i, name) in [
+        "first apply (creates everything)",
+        "second apply (nothing changed)",
+        "diff, nothing changed",
+        "diff, 10% changed",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (k, kmin, kmax) = median(&kubectl_runs, i);
+        let (c, cmin, cmax) = median(&capstan_runs, i);
         println!(
-            "| {name} | {:.0} | {:.0} | {:.1}× |",
-            ms(a),
-            ms(b),
-            ms(a) / ms(b)
+            "| {name} | {k:.0} ({kmin:.0}–{kmax:.0}) | {c:.0} ({cmin:.0}–{cmax:.0}) | {:.1}× |",
+            k / c
         );
     }
 }

@@ -5,9 +5,10 @@ use std::io::IsTerminal;
 
 use capstan_core::{ChangeSet, Health, HealthState, ObjectRef, Outcome, Revision};
 
-/// Whether to colour stdout.
+/// Whether to colour stdout (asked once per process).
 pub fn color() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+    static COLOR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *COLOR.get_or_init(|| std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
 }
 
 fn paint(on: bool, code: &str, text: &str) -> String {

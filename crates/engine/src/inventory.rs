@@ -175,16 +175,30 @@ impl InventoryStore {
 
     /// The inventory of `app` (empty when it has none yet).
     pub async fn load(&self, app: &str) -> Result<Inventory, InventoryError> {
+        Ok(self
+            .load_stored(app)
+            .await?
+            .map(|(inventory, _)| inventory)
+            .unwrap_or_default())
+    }
+
+    /// The inventory of `app` and the revision it was saved with, if one is stored.
+    pub async fn load_stored(
+        &self,
+        app: &str,
+    ) -> Result<Option<(Inventory, String)>, InventoryError> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-        let cm = api
+        let Some(cm) = api
             .get_opt(&Self::name(app))
             .await
-            .map_err(self.err("reading", app))?;
-        let text = cm
-            .and_then(|c| c.data)
-            .and_then(|d| d.get("objects").cloned())
-            .unwrap_or_default();
-        Inventory::decode(app, &text)
+            .map_err(self.err("reading", app))?
+        else {
+            return Ok(None);
+        };
+        let data = cm.data.unwrap_or_default();
+        let text = data.get("objects").map(String::as_str).unwrap_or_default();
+        let revision = data.get("revision").cloned().unwrap_or_default();
+        Ok(Some((Inventory::decode(app, text)?, revision)))
     }
 
     /// Delete the inventory of `app` (gone already is fine).
@@ -207,17 +221,6 @@ impl InventoryStore {
         inventory: &Inventory,
         revision: &str,
     ) -> Result<(), InventoryError> {
-        let ns_api: Api<Namespace> = Api::all(self.client.clone());
-        let ns =
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}});
-        ns_api
-            .patch(
-                &self.namespace,
-                &PatchParams::apply(capstan_core::FIELD_MANAGER),
-                &Patch::Apply(&ns),
-            )
-            .await
-            .map_err(self.err("creating the namespace of", app))?;
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let cm = json!({
             "apiVersion": "v1",
@@ -229,13 +232,30 @@ impl InventoryStore {
             },
             "data": {"objects": inventory.encode(), "revision": revision},
         });
-        api.patch(
-            &Self::name(app),
-            &PatchParams::apply(capstan_core::FIELD_MANAGER).force(),
-            &Patch::Apply(&cm),
-        )
-        .await
-        .map_err(self.err("writing", app))?;
+        let params = PatchParams::apply(capstan_core::FIELD_MANAGER).force();
+        match api
+            .patch(&Self::name(app), &params, &Patch::Apply(&cm))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            // the first inventory in a cluster: its namespace is made on the way
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(self.err("writing", app)(e)),
+        }
+        let ns_api: Api<Namespace> = Api::all(self.client.clone());
+        let ns =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}});
+        ns_api
+            .patch(
+                &self.namespace,
+                &PatchParams::apply(capstan_core::FIELD_MANAGER),
+                &Patch::Apply(&ns),
+            )
+            .await
+            .map_err(self.err("creating the namespace of", app))?;
+        api.patch(&Self::name(app), &params, &Patch::Apply(&cm))
+            .await
+            .map_err(self.err("writing", app))?;
         Ok(())
     }
 }

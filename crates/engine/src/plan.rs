@@ -144,15 +144,14 @@ fn to_value(o: DynamicObject) -> Value {
     serde_json::to_value(o).unwrap_or(Value::Null)
 }
 
-/// Read the live objects of a desired set, keyed by identity.
+/// Read the live objects of a desired set, keyed by identity: one list per big
+/// (kind, namespace) group, gets for small ones, up to `concurrency` groups at once.
 async fn read_live(
     dest: &Destination,
     desired: &[DesiredObject],
     concurrency: usize,
 ) -> Result<HashMap<ObjectRef, Value>, PlanError> {
-    // Group by (apiVersion, kind, namespace): a list for big groups, gets for small ones.
-    let mut groups: BTreeMap<(String, String, Option<String>), Vec<&DesiredObject>> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<(String, String, Option<String>), Vec<ObjectRef>> = BTreeMap::new();
     for d in desired {
         groups
             .entry((
@@ -161,53 +160,72 @@ async fn read_live(
                 d.id.namespace.clone(),
             ))
             .or_default()
-            .push(d);
+            .push(d.id.clone());
     }
+    let read: Vec<Result<Vec<(ObjectRef, Value)>, PlanError>> = stream::iter(groups)
+        .map(|((api_version, kind, ns), ids)| async move {
+            read_group(dest, &api_version, &kind, ns, ids, concurrency).await
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
     let mut live = HashMap::new();
-    for ((api_version, kind, ns), objs) in groups {
-        let (ar, caps) = match dest.resource(&api_version, &kind).await {
-            Ok(found) => found,
-            // A kind its CRD will bring: nothing of it can exist yet.
-            Err(DestinationError::UnknownKind { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let api = dest.api(&ar, &caps, ns.as_deref());
-        let read_err = |source| PlanError::Read {
-            resource: ar.plural.clone(),
-            namespace: ns.clone().unwrap_or_else(|| "all namespaces".into()),
-            source: Box::new(source),
-        };
-        if objs.len() >= 8 {
-            let mut lp = ListParams::default().limit(500);
-            loop {
-                let page = api.list(&lp).await.map_err(read_err)?;
-                let next = page.metadata.continue_.clone();
-                for item in page.items {
-                    let v = to_value(item);
-                    if let Ok(id) = ObjectRef::from_object(&v) {
-                        live.insert(id, v);
-                    }
-                }
-                match next {
-                    Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
-                    _ => break,
+    for group in read {
+        live.extend(group?);
+    }
+    Ok(live)
+}
+
+/// The live objects of one (kind, namespace) group.
+async fn read_group(
+    dest: &Destination,
+    api_version: &str,
+    kind: &str,
+    ns: Option<String>,
+    ids: Vec<ObjectRef>,
+    concurrency: usize,
+) -> Result<Vec<(ObjectRef, Value)>, PlanError> {
+    let (ar, caps) = match dest.resource(api_version, kind).await {
+        Ok(found) => found,
+        // A kind its CRD will bring: nothing of it can exist yet.
+        Err(DestinationError::UnknownKind { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let api = dest.api(&ar, &caps, ns.as_deref());
+    let read_err = |source| PlanError::Read {
+        resource: ar.plural.clone(),
+        namespace: ns.clone().unwrap_or_else(|| "all namespaces".into()),
+        source: Box::new(source),
+    };
+    let mut live = Vec::new();
+    if ids.len() >= 8 {
+        let mut lp = ListParams::default().limit(500);
+        loop {
+            let page = api.list(&lp).await.map_err(read_err)?;
+            let next = page.metadata.continue_.clone();
+            for item in page.items {
+                let v = to_value(item);
+                if let Ok(id) = ObjectRef::from_object(&v) {
+                    live.push((id, v));
                 }
             }
-        } else {
-            // Owned items: a stream closure taking a reference cannot be spawned (Send).
-            let ids: Vec<ObjectRef> = objs.iter().map(|d| d.id.clone()).collect();
-            let got: Vec<Result<(ObjectRef, Option<Value>), kube::Error>> = stream::iter(ids)
-                .map(|id| {
-                    let api = api.clone();
-                    async move { api.get_opt(&id.name).await.map(|o| (id, o.map(to_value))) }
-                })
-                .buffer_unordered(concurrency.max(1))
-                .collect()
-                .await;
-            for g in got {
-                if let (id, Some(v)) = g.map_err(read_err)? {
-                    live.insert(id, v);
-                }
+            match next {
+                Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+                _ => break,
+            }
+        }
+    } else {
+        let got: Vec<Result<(ObjectRef, Option<Value>), kube::Error>> = stream::iter(ids)
+            .map(|id| {
+                let api = api.clone();
+                async move { api.get_opt(&id.name).await.map(|o| (id, o.map(to_value))) }
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        for g in got {
+            if let (id, Some(v)) = g.map_err(read_err)? {
+                live.push((id, v));
             }
         }
     }

@@ -980,3 +980,68 @@ async fn applies_run_concurrently_up_to_the_bound() {
         .kubectl_ok(&["get", "cm", "-n", "demo", "-o", "name"]);
     assert_eq!(names.matches("configmap/cm-").count(), 12, "{names}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_that_changes_nothing_writes_nothing_not_even_the_inventory() {
+    let log = std::sync::Arc::new(capstan_apiserver::http::requests::RequestLog::default());
+    let mut server = TestCluster::default_options();
+    server.request_log = Some(log.clone());
+    let f = Fixture {
+        cluster: TestCluster::start_with(server),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    f.write("ns.yaml", NAMESPACE);
+    f.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: v\n",
+    );
+    let first = f.sync().await;
+    assert!(first.succeeded(), "{:?}", first.error);
+    let writes = |records: &[capstan_apiserver::http::requests::RequestRecord]| -> Vec<String> {
+        records
+            .iter()
+            .filter(|r| !matches!(r.verb.as_str(), "get" | "list" | "watch"))
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r.verb,
+                    r.resource,
+                    r.name.as_deref().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    let before = log.records().len();
+    assert!(
+        writes(&log.records())
+            .iter()
+            .any(|w| w.starts_with("patch configmaps capstan-inventory-demo-app")),
+        "the first sync records its inventory"
+    );
+
+    let second = f.sync().await;
+    assert!(second.succeeded(), "{:?}", second.error);
+    let again = log.records()[before..].to_vec();
+    assert!(!again.is_empty());
+    assert_eq!(writes(&again), Vec::<String>::new(), "{again:?}");
+
+    // a change: the plan's server-side dry run of the object, its apply, and the
+    // inventory's new revision — nothing else
+    f.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: w\n",
+    );
+    let before = log.records().len();
+    let third = f.sync().await;
+    assert!(third.succeeded(), "{:?}", third.error);
+    let w = writes(&log.records()[before..]);
+    assert_eq!(
+        w,
+        [
+            "patch configmaps c",
+            "patch configmaps c",
+            "patch configmaps capstan-inventory-demo-app"
+        ],
+        "{w:?}"
+    );
+}

@@ -158,19 +158,24 @@ pub async fn run(args: ApplyCommand) -> anyhow::Result<ExitCode> {
             }
         }
         _ => {
+            // one write for all the lines (thousands of objects, one line each)
+            let mut text = String::new();
             for e in &report.changes.entries {
                 if let Some(o) = &e.outcome {
-                    crate::outln!("{}", print::outcome_line(&e.object, o, args.dry_run));
+                    text.push_str(&print::outcome_line(&e.object, o, args.dry_run));
+                    text.push('\n');
                 }
             }
             if let Some(h) = &report.health {
-                crate::outln!("health: {}", h.state);
+                text.push_str(&format!("health: {}\n", h.state));
                 for e in &report.changes.entries {
                     if let Some(h) = &e.health {
-                        crate::outln!("{}", print::health_line(&e.object, h));
+                        text.push_str(&print::health_line(&e.object, h));
+                        text.push('\n');
                     }
                 }
             }
+            print::out(&text);
             let dry_run = if args.dry_run {
                 " — dry run, nothing was changed"
             } else {

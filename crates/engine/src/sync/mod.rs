@@ -197,7 +197,8 @@ async fn run(
         .unwrap_or_else(|| opts.plan.application.clone());
     let store = InventoryStore::new(dest.client().clone(), &opts.inventory_namespace);
     let t = std::time::Instant::now();
-    let previous = store.load(&app).await?;
+    let stored = store.load_stored(&app).await?;
+    let previous = stored.clone().map(|(i, _)| i).unwrap_or_default();
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "loaded the inventory");
     let t = std::time::Instant::now();
     // The applies validate creates themselves; a dry run only asks for them to preview.
@@ -233,10 +234,14 @@ async fn run(
     for d in &desired {
         current.insert(d.id.clone(), d.api_version());
     }
-    if !opts.dry_run {
-        store
-            .save(&app, &previous.union(&current), &revision.id)
-            .await?;
+    // Objects about to be created are recorded before they exist, so a crash midway
+    // cannot leave one that no inventory knows of; an inventory that already holds
+    // them all is not written again until the end.
+    let mut stored = stored;
+    let union = previous.union(&current);
+    if !opts.dry_run && stored.as_ref().is_none_or(|(i, _)| *i != union) {
+        store.save(&app, &union, &revision.id).await?;
+        stored = Some((union, revision.id.clone()));
     }
 
     let waves = order::waves(&report.plan.objects);
@@ -287,7 +292,12 @@ async fn run(
     }
     let mut remaining = current.clone();
     prune(dest, opts, report, &mut remaining, &mut failures).await;
-    if !opts.dry_run {
+    // a sync that changed nothing writes nothing (rerunning it costs no write at all)
+    if !opts.dry_run
+        && stored
+            .as_ref()
+            .is_none_or(|(i, r)| *i != remaining || *r != revision.id)
+    {
         store.save(&app, &remaining, &revision.id).await?;
     }
     if !failures.is_empty() {
