@@ -96,6 +96,20 @@ impl Env {
         self.cluster.kubectl_ok(args)
     }
 
+    /// `kubectl patch applications NAME -n apps --type=merge -p PATCH`.
+    fn patch_app(&self, name: &str, patch: &str) -> std::process::Output {
+        self.cluster.kubectl(&[
+            "patch",
+            "applications",
+            name,
+            "-n",
+            "apps",
+            "--type=merge",
+            "-p",
+            patch,
+        ])
+    }
+
     fn try_kubectl(&self, args: &[&str]) -> Option<String> {
         let o = self.cluster.kubectl(args);
         o.status
@@ -178,16 +192,11 @@ fn a_commit_is_applied_within_the_interval_and_at_once_after_refresh() {
     );
 
     // a long interval: only a refresh brings the next commit quickly
-    e.cluster.kubectl_ok(&[
-        "patch",
-        "applications",
-        "web",
-        "-n",
-        "apps",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"interval":"1h"}}"#,
-    ]);
+    assert!(
+        e.patch_app("web", r#"{"spec":{"interval":"1h"}}"#)
+            .status
+            .success()
+    );
     std::thread::sleep(Duration::from_secs(3));
     e.repo.write("web/cm.yaml", cm("settings", "three"));
     e.repo.commit("third");
@@ -574,16 +583,11 @@ fn suspend_rollback_and_depends_on() {
         cm_value(&e, "web").as_deref() == Some("v2")
     });
     // a suspend made with kubectl is audited too, naming the field manager
-    e.kubectl(&[
-        "patch",
-        "applications",
-        "web",
-        "-n",
-        "apps",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"suspend":true}}"#,
-    ]);
+    assert!(
+        e.patch_app("web", r#"{"spec":{"suspend":true}}"#)
+            .status
+            .success()
+    );
     e.eventually("the kubectl suspend seen", Duration::from_secs(20), || {
         cond(&e.app("web"), "Suspended").is_some_and(|c| c["status"] == "True")
     });
@@ -1120,16 +1124,11 @@ fn a_spec_change_is_reconciled_at_once_and_a_bad_interval_is_named() {
         cm_value(&e, "first").is_some()
     });
     let changed = Instant::now();
-    e.kubectl(&[
-        "patch",
-        "applications",
-        "web",
-        "-n",
-        "apps",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"source":{"path":"two"}}}"#,
-    ]);
+    assert!(
+        e.patch_app("web", r#"{"spec":{"source":{"path":"two"}}}"#)
+            .status
+            .success()
+    );
     e.eventually("the new path synced", Duration::from_secs(10), || {
         cm_value(&e, "second").is_some() && cm_value(&e, "first").is_none()
     });
@@ -1139,16 +1138,7 @@ fn a_spec_change_is_reconciled_at_once_and_a_bad_interval_is_named() {
     );
 
     // the CRD's schema names a malformed duration
-    let bad = e.cluster.kubectl(&[
-        "patch",
-        "applications",
-        "web",
-        "-n",
-        "apps",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"interval":"2x"}}"#,
-    ]);
+    let bad = e.patch_app("web", r#"{"spec":{"interval":"2x"}}"#);
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("spec.interval"), "{err}");

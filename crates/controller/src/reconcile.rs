@@ -122,25 +122,27 @@ impl AppMemory {
         first: Duration,
         max: Duration,
     ) -> Duration {
-        match self.last_heal {
-            Some(t) if now.saturating_duration_since(t) < max * 2 => {
-                self.heal_delay.clamp(first, max)
-            }
-            _ => first,
+        if self.healed_recently(now, max) {
+            self.heal_delay.clamp(first, max)
+        } else {
+            first
         }
     }
 
     /// Drift was healed `now`: the next heal waits longer.
     pub fn healed(&mut self, now: tokio::time::Instant, first: Duration, max: Duration) {
-        let recent = self
-            .last_heal
-            .is_some_and(|t| now.saturating_duration_since(t) < max * 2);
-        self.heal_delay = if recent {
+        self.heal_delay = if self.healed_recently(now, max) {
             (self.heal_delay.max(first) * 2).min(max)
         } else {
             first
         };
         self.last_heal = Some(now);
+    }
+
+    /// Whether the last heal was less than `2 × max` before `now`.
+    fn healed_recently(&self, now: tokio::time::Instant, max: Duration) -> bool {
+        self.last_heal
+            .is_some_and(|t| now.saturating_duration_since(t) < max * 2)
     }
 }
 
