@@ -17,6 +17,7 @@
 pub mod destination;
 pub mod diff;
 pub mod health;
+pub mod images;
 pub mod inventory;
 pub mod plan;
 pub mod render;
