@@ -22,6 +22,7 @@
 
 pub mod audit;
 pub mod crd;
+pub mod credentials;
 pub mod install;
 pub mod leader;
 pub mod reconcile;

@@ -1,0 +1,494 @@
+//! Reconciling one Application with the engine:
+//!
+//! ```text
+//! spec ─▶ source (credentials, shared fetch, revision) ─▶ render (cached) ─▶ plan
+//!   ─▶ decide (automated? self-heal? suspended? stopped? dependencies healthy?)
+//!   ─▶ sync ─▶ assess (health, conditions) ─▶ status, history, audit, events
+//! ```
+//!
+//! [`run`] reads like that chain: one function per stage, each returning its output
+//! or a [`StageFailure`] (the condition reason and message), which one place
+//! ([`Pass::failed`]) turns into status and backoff. A fetch or render that fails
+//! keeps the last applied state: nothing is applied, nothing is pruned, and a
+//! condition says why.
+
+mod assess;
+mod finalize;
+mod memory;
+mod operation;
+mod request;
+mod spec;
+mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use capstan_core::{Outcome, Revision};
+use capstan_engine::destination::Destination;
+use capstan_engine::inventory::InventoryStore;
+use capstan_engine::plan::{self, Plan, PlanOptions};
+use capstan_engine::render::DesiredObject;
+use capstan_engine::source::GitSource;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+pub use finalize::{DELETE_RESOURCES_FINALIZER, finalize};
+pub use memory::AppMemory;
+pub use request::{REFRESH_ANNOTATION, SYNC_ANNOTATION, SyncRequest, Trigger};
+pub use spec::interval;
+
+use crate::crd::{Application, ApplicationStatus, Condition, SyncStatus};
+use crate::{Context, now};
+use status::{condition, merge_conditions};
+
+/// What the scheduler should do next.
+#[derive(Debug, Clone)]
+pub struct Next {
+    /// Reconcile again after this long.
+    pub after: Duration,
+    /// Whether this reconcile ran a sync.
+    pub synced: bool,
+    /// The kinds (apiVersion, kind) the Application manages now, to watch for drift.
+    pub kinds: std::collections::BTreeSet<(String, String)>,
+}
+
+/// Reconcile one Application: run the stages, then write the status unless a
+/// periodic pass found nothing new.
+pub async fn reconcile(
+    app: Arc<Application>,
+    trigger: Trigger,
+    ctx: &Context,
+    memory: &mut AppMemory,
+) -> Next {
+    let mut report = run(&app, trigger, ctx, memory).await;
+    status::note_suspension(&app, &mut report.status, ctx).await;
+    let next = Next {
+        after: report.next,
+        synced: report.synced,
+        kinds: status::managed_kinds(&report.status),
+    };
+    // A periodic pass that found nothing new writes nothing: one status write per
+    // Application per interval would be most of the load a steady fleet puts on the
+    // API server (and wake every watcher of Applications). `reconciledAt` is then the
+    // time of the last write; a requested refresh always writes it.
+    let unchanged = app.status.as_ref().is_some_and(|old| {
+        old.reconciled_at.is_some()
+            && ApplicationStatus {
+                reconciled_at: old.reconciled_at.clone(),
+                ..report.status.clone()
+            } == *old
+    });
+    if unchanged && matches!(trigger, Trigger::Interval | Trigger::Drift) {
+        return next;
+    }
+    write_status(&app, &report.status, ctx).await;
+    next
+}
+
+/// Server-side apply of the whole status: fields the controller no longer sets (a
+/// cleared message, a resolved condition) are removed, which a merge patch would
+/// leave behind.
+async fn write_status(app: &Application, status: &ApplicationStatus, ctx: &Context) {
+    let ns = app.namespace().unwrap_or_default();
+    let api: Api<Application> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch =
+        json!({"apiVersion": "capstan.dev/v1alpha1", "kind": "Application", "status": status});
+    if let Err(e) = api
+        .patch_status(
+            &app.name_any(),
+            &PatchParams::apply("capstan-controller").force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        tracing::warn!(app = %format!("{ns}/{}", app.name_any()), error = %e, "writing status");
+    }
+}
+
+/// Status to write, and facts for the scheduler.
+struct Report {
+    status: ApplicationStatus,
+    next: Duration,
+    synced: bool,
+}
+
+/// A stage that could not finish: the condition reason and message. Nothing after
+/// it runs; the status keeps what was last applied.
+#[derive(Debug)]
+pub(crate) struct StageFailure {
+    /// CamelCase reason (`FetchFailed`, `RenderFailed`, …).
+    reason: &'static str,
+    /// What went wrong, naming the object, file or repository.
+    message: String,
+    /// Retried with backoff (a spec the controller cannot act on waits for a new one).
+    retry: bool,
+}
+
+impl StageFailure {
+    fn retry(reason: &'static str, cause: impl std::fmt::Display) -> Self {
+        StageFailure {
+            reason,
+            message: cause.to_string(),
+            retry: true,
+        }
+    }
+}
+
+/// Whether to sync, and if not, why not.
+enum Decision {
+    /// Nothing asks for a sync (in sync, or automated sync is off).
+    Compare,
+    /// A sync runs.
+    Sync,
+    /// A sync is wanted but may not run now.
+    Blocked {
+        /// Condition reason.
+        reason: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The desired set planned against the cluster.
+struct Planned {
+    dest: Destination,
+    plan: Plan,
+    opts: PlanOptions,
+}
+
+/// One reconcile of one Application: what every stage reads.
+struct Pass<'a> {
+    app: &'a Application,
+    trigger: Trigger,
+    ctx: &'a Context,
+    namespace: String,
+    name: String,
+    /// `namespace/name`, for logs and audit.
+    key: String,
+    /// `namespace.name`, the inventory's key.
+    inventory_key: String,
+    generation: Option<i64>,
+    old: ApplicationStatus,
+    request: Option<SyncRequest>,
+    status: ApplicationStatus,
+}
+
+/// Reconcile one Application: the stages in order, or the first that failed.
+async fn run(app: &Application, trigger: Trigger, ctx: &Context, memory: &mut AppMemory) -> Report {
+    let mut pass = Pass::new(app, trigger, ctx);
+    match pass.stages(memory).await {
+        Ok(report) => report,
+        Err(failure) => pass.failed(failure, memory),
+    }
+}
+
+impl<'a> Pass<'a> {
+    fn new(app: &'a Application, trigger: Trigger, ctx: &'a Context) -> Self {
+        let namespace = app.namespace().unwrap_or_default();
+        let name = app.name_any();
+        let old = app.status.clone().unwrap_or_default();
+        let status = ApplicationStatus {
+            observed_generation: app.meta().generation,
+            reconciled_at: Some(now()),
+            conditions: Vec::new(),
+            ..old.clone()
+        };
+        Pass {
+            app,
+            trigger,
+            ctx,
+            key: format!("{namespace}/{name}"),
+            inventory_key: format!("{namespace}.{name}"),
+            namespace,
+            name,
+            generation: app.meta().generation,
+            request: SyncRequest::pending(app),
+            old,
+            status,
+        }
+    }
+
+    async fn stages(&mut self, memory: &mut AppMemory) -> Result<Report, StageFailure> {
+        self.check_spec()?;
+        let src = self.source().await?;
+        let revision = self.fetch(&src).await?;
+        let desired = self.render(&src, &revision).await?;
+        let planned = self.plan(&desired).await?;
+        let decision = self.decide(&planned.plan, &revision).await;
+        let synced = match decision {
+            Decision::Sync => Some(self.sync(&planned, &desired, &revision, memory).await),
+            _ => None,
+        };
+        Ok(self
+            .assess(planned, &desired, &revision, decision, synced, memory)
+            .await)
+    }
+
+    /// The revision of the last successful sync.
+    fn last_synced(&self) -> Option<String> {
+        self.old
+            .operation_state
+            .as_ref()
+            .filter(|o| o.phase == "Succeeded")
+            .map(|o| o.revision.clone())
+    }
+
+    /// Stage 0: a spec the controller cannot act on waits for a new spec; nothing is done.
+    fn check_spec(&self) -> Result<(), StageFailure> {
+        let invalid = spec::invalid_durations(self.app);
+        if invalid.is_empty() {
+            return Ok(());
+        }
+        Err(StageFailure {
+            reason: "InvalidSpec",
+            message: invalid.join("; "),
+            retry: false,
+        })
+    }
+
+    /// Stage 1: the repository, with credentials from the Application's Secret.
+    async fn source(&self) -> Result<GitSource, StageFailure> {
+        let auth = crate::credentials::git_auth(
+            &self.ctx.client,
+            &self.namespace,
+            self.app.spec.source.credentials_secret.as_deref(),
+            &self.ctx.opts.state_dir,
+        )
+        .await
+        .map_err(|e| StageFailure::retry("CredentialsFailed", error_chain(&e)))?;
+        Ok(GitSource {
+            url: self.app.spec.source.repo_url.clone(),
+            auth,
+        })
+    }
+
+    /// Stage 2: fetch (shared with every Application of the repository) and resolve the
+    /// revision a request or the spec asks for.
+    async fn fetch(&self, src: &GitSource) -> Result<Revision, StageFailure> {
+        let wanted = self
+            .request
+            .as_ref()
+            .map(|r| r.revision.clone())
+            .filter(|r| !r.is_empty())
+            .or_else(|| self.app.spec.source.target_revision.clone())
+            .unwrap_or_default();
+        let forced = self.request.is_some()
+            || self.trigger == Trigger::Refresh
+            || self.trigger == Trigger::Webhook;
+        self.ctx
+            .sources
+            .fetch(src, forced)
+            .await
+            .map_err(|e| StageFailure::retry("FetchFailed", e))?;
+        self.ctx
+            .sources
+            .resolve(src, &wanted)
+            .await
+            .map_err(|e| StageFailure::retry("RevisionNotFound", e))
+    }
+
+    /// Stage 3: render the revision (cached by commit, path and options).
+    async fn render(
+        &self,
+        src: &GitSource,
+        revision: &Revision,
+    ) -> Result<Arc<Vec<DesiredObject>>, StageFailure> {
+        let dest_ns = spec::destination_namespace(self.app);
+        let scopes = self
+            .ctx
+            .dest
+            .with_namespace(&dest_ns)
+            .scopes()
+            .await
+            .map_err(|e| StageFailure::retry("ClusterUnreachable", e))?;
+        let path = self
+            .app
+            .spec
+            .source
+            .path
+            .clone()
+            .unwrap_or_else(|| ".".into());
+        self.ctx
+            .sources
+            .desired(
+                src,
+                revision,
+                &path,
+                &spec::render_options(self.app, &dest_ns),
+                &dest_ns,
+                &scopes,
+            )
+            .await
+            .map_err(|e| StageFailure::retry("RenderFailed", e))
+    }
+
+    /// Stage 4: plan the desired set against the cluster and the last inventory.
+    async fn plan(&self, desired: &[DesiredObject]) -> Result<Planned, StageFailure> {
+        let dest = self
+            .ctx
+            .dest
+            .with_namespace(spec::destination_namespace(self.app));
+        let opts = spec::plan_options(self.app, self.ctx.opts.requests_per_app);
+        let previous = self
+            .inventory()
+            .load(&self.inventory_key)
+            .await
+            .map_err(|e| StageFailure::retry("InventoryFailed", e))?;
+        let plan = plan::plan(&dest, desired, &previous, &opts)
+            .await
+            .map_err(|e| StageFailure::retry("PlanFailed", e))?;
+        Ok(Planned { dest, plan, opts })
+    }
+
+    fn inventory(&self) -> InventoryStore {
+        InventoryStore::new(self.ctx.client.clone(), &self.ctx.opts.namespace)
+    }
+
+    /// Stage 5: sync or not. Automated sync applies what is new — a commit, or a changed
+    /// spec (another path, other renderer options) at the same commit; undoing edits
+    /// in the cluster without either is self-heal's job.
+    async fn decide(&self, plan: &Plan, revision: &Revision) -> Decision {
+        let last_success = self
+            .old
+            .operation_state
+            .as_ref()
+            .filter(|o| o.phase == "Succeeded");
+        let new_revision = last_success.map(|o| o.revision.as_str()) != Some(revision.id.as_str());
+        let new_spec = last_success.is_some_and(|o| o.generation != self.generation);
+        let drift = plan.has_drift();
+        let auto_wants = self
+            .app
+            .spec
+            .sync_policy
+            .automated
+            .as_ref()
+            .is_some_and(|a| drift && (new_revision || new_spec || a.self_heal));
+        if self.request.is_none() && !auto_wants {
+            return Decision::Compare;
+        }
+        if self.ctx.stop.is_stopped() {
+            return Decision::Blocked {
+                reason: "EmergencyStop",
+                message: "the emergency stop is on: nothing is applied or pruned".into(),
+            };
+        }
+        if self.app.spec.suspend {
+            return Decision::Blocked {
+                reason: "Suspended",
+                message: "the Application is suspended".into(),
+            };
+        }
+        if let Some(waiting) = self.unready_dependencies().await {
+            return Decision::Blocked {
+                reason: "WaitingForDependencies",
+                message: waiting,
+            };
+        }
+        Decision::Sync
+    }
+
+    /// Names of dependencies that are not Healthy and Synced (in the same namespace).
+    async fn unready_dependencies(&self) -> Option<String> {
+        if self.app.spec.depends_on.is_empty() {
+            return None;
+        }
+        let api: Api<Application> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let mut waiting = Vec::new();
+        for dep in &self.app.spec.depends_on {
+            let ready = match api.get_opt(dep).await {
+                Ok(Some(d)) => d.status.as_ref().is_some_and(|s| {
+                    s.health.as_ref().is_some_and(|h| h.status == "Healthy")
+                        && s.sync.as_ref().is_some_and(|x| x.status == "Synced")
+                }),
+                _ => false,
+            };
+            if !ready {
+                waiting.push(dep.clone());
+            }
+        }
+        (!waiting.is_empty()).then(|| {
+            format!(
+                "waiting for {} to be synced and healthy",
+                waiting.join(", ")
+            )
+        })
+    }
+
+    /// The one place a failed stage becomes status: `Ready=False` with the stage's
+    /// reason, `Synced=Unknown`, the last health kept, and a retry after backoff — or,
+    /// for a spec the controller cannot act on, `Stalled` until the spec changes.
+    fn failed(mut self, failure: StageFailure, memory: &mut AppMemory) -> Report {
+        let StageFailure {
+            reason,
+            message,
+            retry,
+        } = failure;
+        let generation = self.generation;
+        if !retry {
+            tracing::warn!(app = %self.key, %message, "invalid spec");
+            self.status.conditions = merge_conditions(
+                &self.old.conditions,
+                vec![
+                    condition("Ready", false, reason, message.clone(), generation),
+                    condition("Stalled", true, reason, message, generation),
+                ],
+            );
+            return Report {
+                status: self.status,
+                next: self.ctx.opts.default_interval,
+                synced: false,
+            };
+        }
+        memory.failures += 1;
+        self.status.sync = Some(SyncStatus {
+            status: "Unknown".into(),
+            ..self.old.sync.clone().unwrap_or_default()
+        });
+        let conditions = vec![
+            condition("Ready", false, reason, message.clone(), generation),
+            Condition {
+                status: "Unknown".into(),
+                ..condition("Synced", false, reason, message.clone(), generation)
+            },
+            condition("Stalled", false, "Retrying", "", generation),
+        ]
+        .into_iter()
+        // what was last seen of the objects' health still holds
+        .chain(
+            self.old
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Healthy")
+                .cloned(),
+        )
+        .collect();
+        self.status.conditions = merge_conditions(&self.old.conditions, conditions);
+        tracing::warn!(app = %self.key, reason, %message, "reconcile failed");
+        Report {
+            status: self.status,
+            next: spec::backoff(memory.failures, self.ctx.opts.max_backoff, self.app),
+            synced: false,
+        }
+    }
+}
+
+/// An error and its causes on one line (`a: b: c`).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cur = s.source();
+    }
+    text
+}
+
+/// Whether an outcome is a failure (for counting).
+pub fn failed(o: &Outcome) -> bool {
+    matches!(o, Outcome::Failed { .. })
+}
