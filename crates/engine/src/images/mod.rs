@@ -5,7 +5,14 @@
 //! registry ──scan──▶ tags ──policy──▶ latest image ──edit──▶ source tree
 //! ```
 //!
+//! - [`reference`]: image references as written (`name[:tag][@digest]`);
 //! - [`policy`]: the rules that pick one tag from a list (semver, alphabetical,
-//!   numerical, with an optional filter and extract), as Flux's ImagePolicy does.
+//!   numerical, with an optional filter and extract), as Flux's ImagePolicy does;
+//! - [`edit`]: writing images into Kustomize `images:`, Helm values, plain manifests
+//!   and Flux setter markers, changing nothing else in the files.
 
+pub mod edit;
 pub mod policy;
+pub mod reference;
+
+pub use reference::ImageRef;

@@ -84,7 +84,7 @@ impl GitSource {
     }
 }
 
-fn strip_userinfo(url: &str) -> String {
+pub(crate) fn strip_userinfo(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => match rest.split_once('/') {
             Some((authority, path)) => {
@@ -244,7 +244,30 @@ impl GitCache {
         self.root.join(format!("{slug}-{digest}.git"))
     }
 
-    fn lock_for(&self, dir: &Path) -> Arc<Mutex<()>> {
+    /// The `ssh` command line for an SSH key: only that key, no prompts, and the
+    /// server's key checked against the given known_hosts (strictly) or the cache's own
+    /// (first key seen trusted).
+    pub(crate) fn ssh_command(&self, auth: &GitAuth) -> Option<String> {
+        let GitAuth::SshKey { key, known_hosts } = auth else {
+            return None;
+        };
+        let (file, checking) = match known_hosts {
+            Some(f) => (f.clone(), "yes"),
+            None => (self.root.join("known_hosts"), "accept-new"),
+        };
+        Some(format!(
+            "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeout=30 -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking={checking}",
+            shell_quote(&key.display().to_string()),
+            shell_quote(&file.display().to_string()),
+        ))
+    }
+
+    /// The cache's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn lock_for(&self, dir: &Path) -> Arc<Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(dir.to_path_buf()).or_default().clone()
     }
@@ -287,16 +310,7 @@ impl GitCache {
             message: redact(&describe(e, &src.auth), &src.auth),
         };
         let mut repo = repo;
-        if let GitAuth::SshKey { key, known_hosts } = &src.auth {
-            let (file, checking) = match known_hosts {
-                Some(f) => (f.clone(), "yes"),
-                None => (self.root.join("known_hosts"), "accept-new"),
-            };
-            let cmd = format!(
-                "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking={checking}",
-                shell_quote(&key.display().to_string()),
-                shell_quote(&file.display().to_string()),
-            );
+        if let Some(cmd) = self.ssh_command(&src.auth) {
             let mut cfg = repo.config_snapshot_mut();
             cfg.set_raw_value("core.sshCommand", cmd.as_str())
                 .map_err(|e| fetch_err(&e))?;
@@ -516,7 +530,7 @@ fn describe(e: &dyn std::error::Error, auth: &GitAuth) -> String {
 }
 
 /// Whether an http(s) URL points at this machine.
-fn is_loopback(url: &str) -> bool {
+pub(crate) fn is_loopback(url: &str) -> bool {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let authority = rest.split('/').next().unwrap_or("");
     let host_port = authority
@@ -538,7 +552,7 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-fn redact(message: &str, auth: &GitAuth) -> String {
+pub(crate) fn redact(message: &str, auth: &GitAuth) -> String {
     match auth {
         GitAuth::Basic { password, .. } if !password.is_empty() => {
             message.replace(password.as_str(), "***")

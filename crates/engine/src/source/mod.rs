@@ -4,10 +4,15 @@
 //! [`Revision`] it was taken from, and the path inside it to render. Every path later
 //! read from a checkout stays inside it ([`confine`]): symlinks and `..` that escape
 //! are errors naming the path.
+//!
+//! The write side ([`write`]) checks out a branch, lets an edit change the tree,
+//! and commits and pushes the result — never forced, retried on top of anyone who
+//! pushed first, and no commit when nothing changed.
 
 pub mod confine;
 pub mod git;
 pub mod local;
+pub mod write;
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +20,7 @@ use capstan_core::Revision;
 
 pub use confine::ConfineError;
 pub use git::{GitAuth, GitCache, GitError, GitSource};
+pub use write::{Identity, SigningKey, WorkTree, WriteError, WriteOptions, WriteReport, Written};
 
 /// A tree on disk, ready to render.
 #[derive(Debug)]
