@@ -7,16 +7,19 @@
 //! - [`cluster`] — the embedded Kubernetes API server on its own runtime, with the
 //!   real `kubectl` and a kube-rs client pointed at it.
 //! - [`process`] — running child processes bounded in time.
+//! - [`registry`] — Debian's `docker-registry` (distribution 2.8) on loopback with
+//!   anonymous, basic or bearer-token auth (token server in process), and image pushes.
 //! - [`ssh`] — OpenSSH's `sshd` on loopback with generated keys, for git over SSH.
 //! - [`tools`] — locating helper binaries the tests need (helm).
 //!
 //! Everything panics with a clear message when the environment is not what the tests
-//! need (no `git`, no `kubectl`): the tests never skip silently.
+//! need (no `git`, no `kubectl`, no `docker-registry`): the tests never skip silently.
 
 pub mod cluster;
 pub mod git;
 pub mod https;
 pub mod process;
+pub mod registry;
 pub mod repo;
 pub mod ssh;
 pub mod tools;
@@ -24,5 +27,6 @@ pub mod tools;
 pub use cluster::TestCluster;
 pub use git::{BasicAuth, GitServer};
 pub use https::HttpsFront;
+pub use registry::{RegistryAuth, RegistryServer};
 pub use repo::TestRepo;
 pub use ssh::SshServer;
