@@ -9,6 +9,8 @@
 //! - [`process`] — running child processes bounded in time.
 //! - [`registry`] — Debian's `docker-registry` (distribution 2.8) on loopback with
 //!   anonymous, basic or bearer-token auth (token server in process), and image pushes.
+//! - [`signing`] — SSH and OpenPGP keys to sign commits with, and `git
+//!   verify-commit` set up to check them.
 //! - [`ssh`] — OpenSSH's `sshd` on loopback with generated keys, for git over SSH.
 //! - [`tools`] — locating helper binaries the tests need (helm).
 //!
@@ -21,6 +23,7 @@ pub mod https;
 pub mod process;
 pub mod registry;
 pub mod repo;
+pub mod signing;
 pub mod ssh;
 pub mod tools;
 

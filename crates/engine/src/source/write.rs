@@ -445,16 +445,27 @@ impl GitCache {
         } else {
             opts.branch.clone()
         };
-        let base_head = remote
+        let Some(base_head) = remote
             .heads
             .iter()
             .find(|(b, _)| *b == base)
             .map(|(_, id)| id.clone())
-            .ok_or_else(|| WriteError::BranchNotFound {
+        else {
+            // name the branches there are, to help
+            let all = runner.ls_remote(
+                dir,
+                &WriteOptions {
+                    branch: String::new(),
+                    push_branch: None,
+                    ..opts.clone()
+                },
+            )?;
+            return Err(WriteError::BranchNotFound {
                 url: runner.url.clone(),
-                branch: base.clone(),
-                existing: remote.list(),
-            })?;
+                branch: base,
+                existing: all.list(),
+            });
+        };
         let push_to = opts.push_branch.clone().unwrap_or_else(|| base.clone());
         // an existing push branch is built on; a new one starts at the base
         let (start_branch, start) = match remote.heads.iter().find(|(b, _)| *b == push_to) {
@@ -837,10 +848,19 @@ impl Runner {
                     })
                 }
             }
+            // another push updated the branch at the same moment
+            Some(l)
+                if l.contains("[remote rejected]")
+                    && (l.contains("failed to update ref")
+                        || l.contains("cannot lock ref")
+                        || l.contains("incorrect old value")) =>
+            {
+                Ok(Push::Behind)
+            }
             Some(l) if l.contains("[remote rejected]") => Err(WriteError::PushRefused {
                 url: self.url.clone(),
                 branch: branch.to_string(),
-                reason: summary(l),
+                reason: with_remote_message(&summary(l), &out.stderr),
             }),
             _ if out.success => Ok(Push::Done),
             _ => Err(WriteError::Git {
@@ -849,6 +869,21 @@ impl Runner {
                 message: git_message(&out.stderr, &self.auth),
             }),
         }
+    }
+}
+
+/// `reason`, and what the server's hooks said (`remote: …` lines), if anything.
+fn with_remote_message(reason: &str, stderr: &str) -> String {
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("remote:"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if said.is_empty() {
+        reason.to_string()
+    } else {
+        format!("{reason}; the server said: {}", said.join(" "))
     }
 }
 
