@@ -21,29 +21,84 @@ pub struct SourceArgs {
     /// Path inside the repository to render.
     #[arg(long, value_name = "PATH", default_value = ".")]
     pub path: PathBuf,
-    /// User name for HTTP(S) basic auth.
-    #[arg(long, env = "CAPSTAN_GIT_USERNAME", requires = "repo")]
-    pub git_username: Option<String>,
-    /// Password or token for HTTP(S) (prefer the environment variable).
-    #[arg(
-        long,
-        env = "CAPSTAN_GIT_PASSWORD",
-        hide_env_values = true,
-        requires = "repo"
-    )]
-    pub git_password: Option<String>,
-    /// Private key file for SSH.
-    #[arg(long, value_name = "FILE", requires = "repo")]
-    pub ssh_key: Option<PathBuf>,
-    /// known_hosts file pinning the SSH server's key (default: trust the first key seen,
-    /// remembered in Capstan's cache, never in ~/.ssh).
-    #[arg(long, value_name = "FILE", requires = "ssh_key")]
-    pub ssh_known_hosts: Option<PathBuf>,
+    #[command(flatten)]
+    pub credentials: GitCredentials,
     /// Directory of the Git cache (default ~/.cache/capstan/git).
     #[arg(long, env = "CAPSTAN_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     #[command(flatten)]
     pub render: RenderArgs,
+}
+
+/// Credentials for a Git repository.
+#[derive(Debug, Clone, Args)]
+pub struct GitCredentials {
+    /// User name for HTTP(S) basic auth.
+    #[arg(long, env = "CAPSTAN_GIT_USERNAME")]
+    pub git_username: Option<String>,
+    /// Password or token for HTTP(S) (prefer the environment variable).
+    #[arg(long, env = "CAPSTAN_GIT_PASSWORD", hide_env_values = true)]
+    pub git_password: Option<String>,
+    /// Private key file for SSH.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
+    /// known_hosts file pinning the SSH server's key (default: trust the first key seen,
+    /// remembered in Capstan's cache, never in ~/.ssh).
+    #[arg(long, value_name = "FILE", requires = "ssh_key")]
+    pub ssh_known_hosts: Option<PathBuf>,
+}
+
+impl GitCredentials {
+    /// Whether any credential was given.
+    pub fn given(&self) -> bool {
+        self.git_password.is_some() || self.ssh_key.is_some()
+    }
+}
+
+/// How a write-back's commit is made.
+#[derive(Debug, Clone, Args)]
+pub struct CommitArgs {
+    /// The commit message, a template (see the command's help for its variables).
+    #[arg(long, value_name = "TEMPLATE")]
+    pub message: Option<String>,
+    /// Author and committer of the commit, `Name <email>`.
+    #[arg(long, value_name = "NAME <EMAIL>", env = "CAPSTAN_GIT_AUTHOR")]
+    pub author: Option<String>,
+    /// Sign the commit with this key: an SSH private key, or an armored OpenPGP secret
+    /// key (`gpg --export-secret-keys --armor`).
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+    /// Passphrase of the OpenPGP signing key.
+    #[arg(
+        long,
+        env = "CAPSTAN_SIGN_PASSPHRASE",
+        hide_env_values = true,
+        requires = "sign_key"
+    )]
+    pub sign_passphrase: Option<String>,
+    #[command(flatten)]
+    pub credentials: GitCredentials,
+    /// Directory of the Git cache (default ~/.cache/capstan/git).
+    #[arg(long, env = "CAPSTAN_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Where a write-back goes and how its commit is made (`set-image`, `promote`).
+#[derive(Debug, Clone, Args)]
+pub struct WriteArgs {
+    /// Commit to this repository and push (https://, ssh://, git@host:path, file://, or a
+    /// local repository path) instead of editing a directory in place.
+    #[arg(long, value_name = "URL")]
+    pub repo: Option<String>,
+    /// The branch to start from and push to (default: the remote's default branch).
+    #[arg(long, value_name = "BRANCH", requires = "repo")]
+    pub branch: Option<String>,
+    /// Push to this branch instead, created from --branch when it does not exist (for
+    /// a pull request); a template, e.g. `capstan/{{ image }}-{{ tag }}`.
+    #[arg(long, value_name = "TEMPLATE", requires = "repo")]
+    pub push_branch: Option<String>,
+    #[command(flatten)]
+    pub commit: CommitArgs,
 }
 
 /// How to render.

@@ -7,6 +7,7 @@ mod commands;
 mod kube;
 mod print;
 mod source;
+mod writeback;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,10 @@ enum Command {
     Diff(commands::diff::DiffCommand),
     /// Render a source, apply it, prune what left it, and optionally wait for health.
     Apply(commands::apply::ApplyCommand),
+    /// Write new image references into a directory, or commit them to a repository.
+    SetImage(commands::set_image::SetImageCommand),
+    /// Write the images one path of a repository uses into another path, in one commit.
+    Promote(commands::promote::PromoteCommand),
     /// Run everything on this machine: the embedded API server (unless a kubeconfig is
     /// given), the CRDs, the Applications at PATH, and the controller.
     Up(commands::up::UpCommand),
@@ -54,6 +59,9 @@ enum Command {
     History(commands::apps::HistoryCommand),
     /// Sync an Application to a past revision and turn automated sync off.
     Rollback(commands::apps::RollbackCommand),
+    /// Revert an Application's repository to a past revision with a revert commit, and
+    /// sync it (automated sync stays on).
+    Revert(commands::revert::RevertCommand),
     /// Compare an Application with Git now.
     Refresh(commands::apps::AppCommand),
     /// Stop syncing one Application.
@@ -132,12 +140,15 @@ fn main() -> ExitCode {
             Command::Diff(a) => commands::diff::run(a).await,
             Command::Apply(a) => commands::apply::run(a).await,
             Command::Up(a) => commands::up::run(a).await,
+            Command::SetImage(a) => commands::set_image::run(a).await,
+            Command::Promote(a) => commands::promote::run(a).await,
             Command::Controller(a) => commands::controller::run(a).await,
             Command::Install(a) => install(a).await,
             Command::Get(a) => commands::apps::get(a).await,
             Command::Sync(a) => commands::apps::sync(a).await,
             Command::History(a) => commands::apps::history(a).await,
             Command::Rollback(a) => commands::apps::rollback(a).await,
+            Command::Revert(a) => commands::revert::run(a).await,
             Command::Refresh(a) => commands::apps::refresh(a).await,
             Command::Suspend(a) => commands::apps::suspend(a).await,
             Command::Resume(a) => commands::apps::resume(a).await,

@@ -8,7 +8,7 @@ use capstan_engine::render::{
 };
 use capstan_engine::source::{Checkout, GitAuth, GitCache, GitSource, local};
 
-use crate::args::{RenderArgs, SourceArgs};
+use crate::args::{GitCredentials, RenderArgs, SourceArgs};
 
 /// The render options the flags ask for.
 pub fn render_options(args: &RenderArgs, namespace: &str) -> anyhow::Result<RenderOptions> {
@@ -39,11 +39,16 @@ pub fn render_options(args: &RenderArgs, namespace: &str) -> anyhow::Result<Rend
 
 /// The Git source the flags name, if any.
 pub fn git_source(args: &SourceArgs) -> anyhow::Result<Option<GitSource>> {
-    let Some(repo) = &args.repo else {
-        return Ok(None);
-    };
+    match &args.repo {
+        None => Ok(None),
+        Some(repo) => Ok(Some(repository(repo, &args.credentials)?)),
+    }
+}
+
+/// The repository `repo` (a URL or a local path) with the credentials the flags give.
+pub fn repository(repo: &str, creds: &GitCredentials) -> anyhow::Result<GitSource> {
     let url = if repo.contains("://") || (repo.contains('@') && repo.contains(':')) {
-        repo.clone()
+        repo.to_string()
     } else {
         let path = Path::new(repo);
         let abs = path.canonicalize().with_context(|| {
@@ -51,10 +56,10 @@ pub fn git_source(args: &SourceArgs) -> anyhow::Result<Option<GitSource>> {
         })?;
         format!("file://{}", abs.display())
     };
-    let auth = match (&args.ssh_key, &args.git_username, &args.git_password) {
+    let auth = match (&creds.ssh_key, &creds.git_username, &creds.git_password) {
         (Some(key), _, _) => GitAuth::SshKey {
             key: key.clone(),
-            known_hosts: args.ssh_known_hosts.clone(),
+            known_hosts: creds.ssh_known_hosts.clone(),
         },
         (None, user, Some(password)) => GitAuth::Basic {
             username: user.clone().unwrap_or_else(|| "git".into()),
@@ -65,7 +70,15 @@ pub fn git_source(args: &SourceArgs) -> anyhow::Result<Option<GitSource>> {
         ),
         (None, None, None) => GitAuth::None,
     };
-    Ok(Some(GitSource { url, auth }))
+    Ok(GitSource { url, auth })
+}
+
+/// The Git cache under `dir` (or the default one).
+pub fn cache(dir: Option<&Path>) -> GitCache {
+    GitCache::new(
+        dir.map(|d| d.join("git"))
+            .unwrap_or_else(GitCache::default_dir),
+    )
 }
 
 /// Fetch (for a repository) and check out `revision` (or the flags' revision).
@@ -82,12 +95,7 @@ pub async fn checkout(args: &SourceArgs, revision: Option<&str>) -> anyhow::Resu
             Ok(checkout)
         }
         Some(src) => {
-            let cache = GitCache::new(
-                args.cache_dir
-                    .clone()
-                    .map(|d| d.join("git"))
-                    .unwrap_or_else(GitCache::default_dir),
-            );
+            let cache = cache(args.cache_dir.as_deref());
             let rev = revision
                 .map(str::to_string)
                 .or_else(|| args.revision.clone())

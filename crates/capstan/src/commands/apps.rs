@@ -31,7 +31,7 @@ pub struct Scope {
 }
 
 impl Scope {
-    async fn client(&self) -> anyhow::Result<(kube::Client, String)> {
+    pub(crate) async fn client(&self) -> anyhow::Result<(kube::Client, String)> {
         let client = crate::kube::client(&self.cluster).await?;
         let ns = self
             .namespace
@@ -343,13 +343,13 @@ fn field_manager() -> String {
     format!("capstan:{}", who()).chars().take(128).collect()
 }
 
-fn who() -> String {
+pub(crate) fn who() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into())
 }
 
-async fn request_sync(
+pub(crate) async fn request_sync(
     api: &Api<Application>,
     name: &str,
     req: &SyncRequest,
@@ -372,7 +372,7 @@ async fn request_sync(
 }
 
 /// Wait until the controller reports the request's operation; returns its phase.
-async fn wait_for(
+pub(crate) async fn wait_for(
     api: &Api<Application>,
     name: &str,
     id: &str,
@@ -395,7 +395,7 @@ async fn wait_for(
     }
 }
 
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     format!(
         "{}-{}",
         jiff::Timestamp::now().as_millisecond(),
@@ -416,6 +416,7 @@ pub async fn sync(cmd: SyncCommand) -> anyhow::Result<ExitCode> {
         by: who(),
         prune: cmd.prune.then_some(true),
         history_id: None,
+        commit: String::new(),
     };
     request_sync(&api, &cmd.name, &req, None).await?;
     if cmd.no_wait {
@@ -538,6 +539,7 @@ pub async fn rollback(cmd: RollbackCommand) -> anyhow::Result<ExitCode> {
         by: who(),
         prune: None,
         history_id: Some(target.id),
+        commit: String::new(),
     };
     // As Argo CD does: a rollback turns automated sync off, or the next comparison
     // would sync forward again.

@@ -5,5 +5,8 @@ pub mod apply;
 pub mod apps;
 pub mod controller;
 pub mod diff;
+pub mod promote;
 pub mod render;
+pub mod revert;
+pub mod set_image;
 pub mod up;

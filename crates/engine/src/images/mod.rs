@@ -9,10 +9,13 @@
 //! - [`policy`]: the rules that pick one tag from a list (semver, alphabetical,
 //!   numerical, with an optional filter and extract), as Flux's ImagePolicy does;
 //! - [`edit`]: writing images into Kustomize `images:`, Helm values, plain manifests
-//!   and Flux setter markers, changing nothing else in the files.
+//!   and Flux setter markers, changing nothing else in the files;
+//! - [`update`]: edit plans for paths of a repository, committed and pushed as one
+//!   commit through the Git write path.
 
 pub mod edit;
 pub mod policy;
 pub mod reference;
+pub mod update;
 
 pub use reference::ImageRef;

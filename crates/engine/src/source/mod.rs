@@ -12,6 +12,8 @@
 pub mod confine;
 pub mod git;
 pub mod local;
+pub mod revert;
+pub mod template;
 pub mod write;
 
 use std::path::{Path, PathBuf};

@@ -298,3 +298,73 @@ fn no_part(target: &HelmTarget, new: &ImageRef, part: &str) -> EditError {
         },
     }
 }
+
+/// The `repository`/`tag` mappings and `image` references of a values file.
+pub(crate) fn used(file: &EditableFile, out: &mut Vec<super::UsedImage>) {
+    let Some((_, doc)) = file.documents().into_iter().next() else {
+        return;
+    };
+    let Some(root) = doc.as_mapping() else {
+        return;
+    };
+    collect(&YamlNode::Mapping(root.clone()), &FieldPath::default(), &file.rel, out);
+}
+
+fn collect(node: &YamlNode, path: &FieldPath, file: &str, out: &mut Vec<super::UsedImage>) {
+    match node {
+        YamlNode::Mapping(m) => {
+            let text = |k: &str| {
+                m.get(k)
+                    .and_then(|n| n.as_scalar().map(Scalar::as_string))
+                    .filter(|v| !v.is_empty())
+            };
+            if let (Some(repository), tag) = (text("repository"), text("tag"))
+                && (tag.is_some() || text("digest").is_some())
+            {
+                let name = match text("registry") {
+                    Some(registry) => format!("{registry}/{repository}"),
+                    None => repository,
+                };
+                let r = ImageRef {
+                    name: name.clone(),
+                    tag,
+                    digest: text("digest"),
+                };
+                out.push(super::UsedImage {
+                    image: name,
+                    reference: r.to_string(),
+                    file: file.to_string(),
+                    field: path.to_string(),
+                });
+                return;
+            }
+            for (k, v) in m.iter() {
+                let Some(key) = k.as_scalar().map(Scalar::as_string) else {
+                    continue;
+                };
+                let child = path.key(&key);
+                if key == "image"
+                    && let YamlNode::Scalar(s) = &v
+                    && let Ok(r) = ImageRef::parse(&s.as_string())
+                    && (r.tag.is_some() || r.digest.is_some())
+                {
+                    out.push(super::UsedImage {
+                        image: r.name.clone(),
+                        reference: r.to_string(),
+                        file: file.to_string(),
+                        field: child.to_string(),
+                    });
+                    continue;
+                }
+                collect(&v, &child, file, out);
+            }
+        }
+        YamlNode::Sequence(seq) => {
+            for (i, item) in seq.values().enumerate() {
+                let name = super::yaml::item_name(&item);
+                collect(&item, &path.index(i, name), file, out);
+            }
+        }
+        _ => {}
+    }
+}

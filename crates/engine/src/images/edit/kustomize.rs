@@ -195,3 +195,48 @@ fn add_entry(
         });
     }
 }
+
+/// The pinned entries of the Kustomizations in `file`; whether it holds one.
+pub(crate) fn used(file: &EditableFile, out: &mut Vec<super::UsedImage>) -> bool {
+    let mut found = false;
+    for (_, doc) in file.documents() {
+        if !is_kustomization(&file.rel, &doc) {
+            continue;
+        }
+        found = true;
+        let Some(seq) = doc.as_mapping().and_then(|m| m.get_sequence("images")) else {
+            continue;
+        };
+        for (i, item) in seq.values().enumerate() {
+            let Some(entry) = item.as_mapping() else {
+                continue;
+            };
+            let text = |k: &str| {
+                entry
+                    .get(k)
+                    .and_then(|n| n.as_scalar().map(Scalar::as_string))
+                    .filter(|v| !v.is_empty())
+            };
+            let Some(name) = text("name") else { continue };
+            let (tag, digest) = (text("newTag"), text("digest"));
+            if tag.is_none() && digest.is_none() {
+                continue;
+            }
+            let reference = crate::images::ImageRef {
+                name: text("newName").unwrap_or_else(|| name.clone()),
+                tag,
+                digest,
+            };
+            out.push(super::UsedImage {
+                field: FieldPath::default()
+                    .key("images")
+                    .index(i, Some(name.clone()))
+                    .to_string(),
+                image: name,
+                reference: reference.to_string(),
+                file: file.rel.clone(),
+            });
+        }
+    }
+    found
+}

@@ -107,3 +107,31 @@ fn containers(node: &YamlNode, path: &FieldPath, out: &mut Vec<(Scalar, FieldPat
         _ => {}
     }
 }
+
+/// The container images of the objects in `file`.
+pub(crate) fn used(file: &EditableFile, out: &mut Vec<super::UsedImage>) {
+    for (_, doc) in file.documents() {
+        if object_of(&doc).kind.is_empty() {
+            continue;
+        }
+        let Some(root) = doc.as_mapping() else {
+            continue;
+        };
+        let mut found = Vec::new();
+        containers(&YamlNode::Mapping(root.clone()), &FieldPath::default(), &mut found);
+        for (scalar, path) in found {
+            let Ok(r) = ImageRef::parse(&scalar.as_string()) else {
+                continue;
+            };
+            if r.tag.is_none() && r.digest.is_none() {
+                continue;
+            }
+            out.push(super::UsedImage {
+                image: r.name.clone(),
+                reference: r.to_string(),
+                file: file.rel.clone(),
+                field: path.to_string(),
+            });
+        }
+    }
+}

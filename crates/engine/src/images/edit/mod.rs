@@ -107,6 +107,10 @@ pub struct EditPlan {
     /// Add a Kustomize `images:` entry to the Kustomization at the path for an image
     /// no entry matches (what `kustomize edit set image` does).
     pub add_kustomize_entries: bool,
+    /// An image or policy that nothing under the path uses is an error, and nothing is
+    /// written (for a person's `set-image`, where it is likely a typo); otherwise it
+    /// is reported in [`EditOutcome::unused`].
+    pub require_used: bool,
 }
 
 /// The object a changed field belongs to.
@@ -251,6 +255,27 @@ pub enum EditError {
         /// What differs.
         message: String,
     },
+    /// Nothing under the path uses an image or policy of the plan.
+    #[error(
+        "nothing under {path} uses {}: no container image, Kustomize images entry, Helm values key or setter marker names it",
+        names.join(", ")
+    )]
+    NotUsed {
+        /// The path.
+        path: String,
+        /// The images and policies.
+        names: Vec<String>,
+    },
+    /// One image pinned to two versions in the tree being read.
+    #[error("{image} is pinned twice: {first}, and {second}")]
+    Conflicting {
+        /// The image.
+        image: String,
+        /// One place.
+        first: String,
+        /// The other.
+        second: String,
+    },
     /// A path or symlink that leaves the repository.
     #[error(transparent)]
     Confine(#[from] ConfineError),
@@ -348,6 +373,15 @@ pub fn apply(root: &Path, path: &Path, plan: &EditPlan) -> Result<EditOutcome, E
         if !used.contains(p) {
             outcome.unused.push(p.clone());
         }
+    }
+    if plan.require_used && !outcome.unused.is_empty() {
+        return Err(EditError::NotUsed {
+            path: match rel_of(root, &base) {
+                p if p.is_empty() => ".".to_string(),
+                p => p,
+            },
+            names: outcome.unused,
+        });
     }
     for (path, text) in writes {
         write_keeping_mode(&path, &text).map_err(|source| EditError::Io {
@@ -516,4 +550,54 @@ pub(crate) fn object_of(doc: &yaml_edit::Document) -> ObjectId {
             .unwrap_or_default(),
         name: meta.as_ref().map(|x| text(x, "name")).unwrap_or_default(),
     }
+}
+
+/// An image a tree uses, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsedImage {
+    /// How it is named where it is used: a Kustomize entry's `name`, or the repository
+    /// of a container image or Helm values mapping.
+    pub image: String,
+    /// What it resolves to there (name, tag, digest).
+    pub reference: String,
+    /// The file and field.
+    pub file: String,
+    /// The field.
+    pub field: String,
+}
+
+/// The images `root/path` pins to a tag or digest, one per image: Kustomize
+/// `images:` entries with a `newTag` or `digest`, Helm values `repository`/`tag`
+/// mappings, and container images of plain manifests (what [`apply`] would edit).
+/// Two different versions of one image are an error naming both places.
+pub fn used_images(root: &Path, path: &Path) -> Result<Vec<UsedImage>, EditError> {
+    let base = confine::check_tree(root, path)?;
+    let mut out: Vec<UsedImage> = Vec::new();
+    for c in discover(root, &base)? {
+        let text = std::fs::read_to_string(&c.real).map_err(|source| EditError::Io {
+            path: c.rel.clone(),
+            source,
+        })?;
+        let file = EditableFile::parse(&c.rel, &text)?;
+        let mut found = Vec::new();
+        if c.values_file {
+            helm::used(&file, &mut found);
+        } else if !kustomize::used(&file, &mut found) && !c.in_kustomize_dir {
+            manifest::used(&file, &mut found);
+        }
+        for u in found {
+            if let Some(other) = out.iter().find(|o| o.image == u.image) {
+                if other.reference != u.reference {
+                    return Err(EditError::Conflicting {
+                        image: u.image,
+                        first: format!("{} in {} {}", other.reference, other.file, other.field),
+                        second: format!("{} in {} {}", u.reference, u.file, u.field),
+                    });
+                }
+                continue;
+            }
+            out.push(u);
+        }
+    }
+    Ok(out)
 }
