@@ -45,9 +45,11 @@ use serde::{Deserialize, Serialize};
 pub struct AuditRecordSpec {
     /// When (RFC 3339).
     pub time: String,
-    /// `namespace/name` of the Application, or `*` for cluster-wide actions.
+    /// `namespace/name` of the Application (or of the ImageUpdate, for `image-update`),
+    /// or `*` for cluster-wide actions.
     pub application: String,
-    /// `sync`, `rollback`, `stop`, `resume`, `suspend`, `unsuspend`.
+    /// `sync`, `rollback`, `revert`, `stop`, `resume`, `suspend`, `unsuspend`,
+    /// `image-update` (a write-back of an ImageUpdate: `application` names it).
     pub action: String,
     /// What triggered it: `automated`, `manual`, `webhook`, `rollback`, `self-heal`, or the actor.
     pub trigger: String,
@@ -134,6 +136,10 @@ fn event_text(spec: &AuditRecordSpec) -> (String, &'static str, String) {
         ("rollback", "Failed") => "RollbackFailed",
         ("rollback", "Stopped") => "RollbackStopped",
         ("rollback", _) => "RolledBack",
+        ("revert", "Failed") => "RevertFailed",
+        ("revert", "Stopped") => "RevertStopped",
+        ("revert", _) => "Reverted",
+        ("image-update", _) => "ImageUpdated",
         ("stop", _) => "EmergencyStop",
         ("resume", _) if spec.application == "*" => "EmergencyStopLifted",
         ("suspend", _) => "Suspended",
@@ -146,7 +152,11 @@ fn event_text(spec: &AuditRecordSpec) -> (String, &'static str, String) {
         "Normal"
     };
     let mut message = match spec.action.as_str() {
-        "sync" | "rollback" => {
+        "image-update" => {
+            let to: String = spec.to_revision.chars().take(12).collect();
+            format!("pushed {to} by {}: {}", spec.actor, spec.message)
+        }
+        "sync" | "rollback" | "revert" => {
             let to: String = spec.to_revision.chars().take(12).collect();
             let mut m = format!("{} {} to {to} by {}", spec.trigger, spec.action, spec.actor);
             if !spec.result.is_empty() {

@@ -1,4 +1,5 @@
-//! Installing Capstan's CRDs (Application, AuditRecord) and waiting until they are
+//! Installing Capstan's CRDs (Application, AuditRecord, ImageRepository, ImagePolicy,
+//! ImageUpdate) and waiting until they are
 //! established.
 
 use std::time::Duration;
@@ -9,10 +10,17 @@ use kube::api::{Api, Patch, PatchParams};
 
 use crate::audit::AuditRecord;
 use crate::crd::Application;
+use crate::images::{ImagePolicy, ImageRepository, ImageUpdate};
 
 /// Capstan's CRDs.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Application::crd(), AuditRecord::crd()]
+    vec![
+        Application::crd(),
+        AuditRecord::crd(),
+        ImageRepository::crd(),
+        ImagePolicy::crd(),
+        ImageUpdate::crd(),
+    ]
 }
 
 /// The CRDs as a multi-document YAML (for `deploy/` and `capstan install --print`).

@@ -112,6 +112,8 @@ pub struct ControllerOptions {
     pub sources: SourceOptions,
     /// Leader election; `None` runs as the only replica.
     pub election: Option<Election>,
+    /// Image automation (ImageRepository, ImagePolicy, ImageUpdate).
+    pub images: images::ImageOptions,
 }
 
 impl Default for ControllerOptions {
@@ -133,6 +135,7 @@ impl Default for ControllerOptions {
             state_dir: std::env::temp_dir().join("capstan-controller"),
             sources: SourceOptions::default(),
             election: None,
+            images: images::ImageOptions::default(),
         }
     }
 }
@@ -266,6 +269,24 @@ pub async fn run(
         });
     }
 
+    // image automation: a push wakes the Applications of that repository and branch
+    let (pushed_tx, mut pushed_rx) = tokio::sync::mpsc::unbounded_channel::<images::Pushed>();
+    {
+        let ctx = shared.ctx.clone();
+        let images = opts.images.clone();
+        tokio::spawn(async move {
+            if let Err(e) = images::run(ctx, images, pushed_tx).await {
+                tracing::error!(error = %e, "image automation stopped");
+            }
+        });
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some(p) = pushed_rx.recv().await {
+                on_pushed(&shared, &p);
+            }
+        });
+    }
+
     let mut events = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
@@ -322,6 +343,21 @@ fn on_app(shared: &Shared, app: &Application) {
     drop(seen);
     if let Some(t) = trigger {
         shared.scheduler.schedule(key, Instant::now(), t);
+    }
+}
+
+/// An ImageUpdate pushed: compare the Applications of that repository and branch now.
+fn on_pushed(shared: &Shared, pushed: &images::Pushed) {
+    for app in shared.store.state() {
+        let src = &app.spec.source;
+        let same_repo = capstan_engine::source::GitSource::new(&src.repo_url).display_url() == pushed.url;
+        let rev = src.target_revision.as_deref().unwrap_or("");
+        if same_repo && (rev == pushed.branch || rev.is_empty() || rev == "HEAD") {
+            let key: AppKey = (app.namespace().unwrap_or_default(), app.name_any());
+            shared
+                .scheduler
+                .schedule(key, Instant::now(), Trigger::ImageUpdate);
+        }
     }
 }
 

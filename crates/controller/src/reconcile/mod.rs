@@ -274,8 +274,10 @@ impl<'a> Pass<'a> {
             .or_else(|| self.app.spec.source.target_revision.clone())
             .unwrap_or_default();
         let forced = self.request.is_some()
-            || self.trigger == Trigger::Refresh
-            || self.trigger == Trigger::Webhook;
+            || matches!(
+                self.trigger,
+                Trigger::Refresh | Trigger::Webhook | Trigger::ImageUpdate
+            );
         self.ctx
             .sources
             .fetch(src, forced)

@@ -29,6 +29,8 @@ pub enum Trigger {
     Webhook,
     /// A retry after a failure.
     Retry,
+    /// An ImageUpdate pushed to the Application's repository and branch.
+    ImageUpdate,
 }
 
 impl Trigger {
@@ -39,6 +41,7 @@ impl Trigger {
             Trigger::Drift => "self-heal",
             Trigger::Refresh => "refresh",
             Trigger::Webhook => "webhook",
+            Trigger::ImageUpdate => "image-update",
         }
     }
 }

@@ -111,6 +111,8 @@ pub struct EditPlan {
     /// written (for a person's `set-image`, where it is likely a typo); otherwise it
     /// is reported in [`EditOutcome::unused`].
     pub require_used: bool,
+    /// Find what would change, write nothing.
+    pub dry_run: bool,
 }
 
 /// The object a changed field belongs to.
@@ -382,6 +384,9 @@ pub fn apply(root: &Path, path: &Path, plan: &EditPlan) -> Result<EditOutcome, E
             },
             names: outcome.unused,
         });
+    }
+    if plan.dry_run {
+        return Ok(outcome);
     }
     for (path, text) in writes {
         write_keeping_mode(&path, &text).map_err(|source| EditError::Io {
