@@ -101,6 +101,24 @@ pub struct WriteArgs {
     pub commit: CommitArgs,
 }
 
+/// How to reach an image registry.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// User name for the registry.
+    #[arg(long, env = "CAPSTAN_REGISTRY_USERNAME")]
+    pub registry_username: Option<String>,
+    /// Password or token for the registry (prefer the environment variable).
+    #[arg(long, env = "CAPSTAN_REGISTRY_PASSWORD", hide_env_values = true)]
+    pub registry_password: Option<String>,
+    /// A Docker config file with the registry's credentials (`~/.docker/config.json`, or a
+    /// Secret's `.dockerconfigjson`).
+    #[arg(long, value_name = "FILE", conflicts_with = "registry_password")]
+    pub docker_config: Option<PathBuf>,
+    /// Plain HTTP instead of HTTPS (registries on loopback only).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
 /// How to render.
 #[derive(Debug, Clone, Args)]
 pub struct RenderArgs {

@@ -6,6 +6,7 @@ mod args;
 mod commands;
 mod kube;
 mod print;
+mod registry;
 mod source;
 mod writeback;
 
@@ -43,6 +44,9 @@ enum Command {
     SetImage(commands::set_image::SetImageCommand),
     /// Write the images one path of a repository uses into another path, in one commit.
     Promote(commands::promote::PromoteCommand),
+    /// Image registries and tag policies.
+    #[command(subcommand)]
+    Images(commands::images::ImagesCommand),
     /// Run everything on this machine: the embedded API server (unless a kubeconfig is
     /// given), the CRDs, the Applications at PATH, and the controller.
     Up(commands::up::UpCommand),
@@ -142,6 +146,7 @@ fn main() -> ExitCode {
             Command::Up(a) => commands::up::run(a).await,
             Command::SetImage(a) => commands::set_image::run(a).await,
             Command::Promote(a) => commands::promote::run(a).await,
+            Command::Images(a) => commands::images::run(a).await,
             Command::Controller(a) => commands::controller::run(a).await,
             Command::Install(a) => install(a).await,
             Command::Get(a) => commands::apps::get(a).await,

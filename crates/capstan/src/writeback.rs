@@ -69,7 +69,7 @@ fn signing_key(path: &Path, passphrase: Option<String>) -> anyhow::Result<Signin
 
 /// Parse a template given on the command line, naming the flag.
 pub fn template(flag: &str, text: &str) -> anyhow::Result<Template> {
-    Template::parse(text).with_context(|| format!("{flag}"))
+    Template::parse(text).with_context(|| flag.to_string())
 }
 
 /// The lines that say what changed: `FILE OBJECT FIELD: OLD -> NEW`.
@@ -77,7 +77,11 @@ pub fn change_lines(changes: &[FieldChange]) -> String {
     let mut out = String::new();
     for c in changes {
         let old = if c.old.is_empty() { "(none)" } else { &c.old };
-        let new = if c.new.is_empty() { "(removed)" } else { &c.new };
+        let new = if c.new.is_empty() {
+            "(removed)"
+        } else {
+            &c.new
+        };
         out.push_str(&format!(
             "{}: {} {}: {old} -> {new}\n",
             c.file, c.object, c.field

@@ -23,6 +23,7 @@
 pub mod audit;
 pub mod crd;
 pub mod credentials;
+pub mod images;
 pub mod install;
 pub mod leader;
 pub mod reconcile;
@@ -350,7 +351,8 @@ fn on_app(shared: &Shared, app: &Application) {
 fn on_pushed(shared: &Shared, pushed: &images::Pushed) {
     for app in shared.store.state() {
         let src = &app.spec.source;
-        let same_repo = capstan_engine::source::GitSource::new(&src.repo_url).display_url() == pushed.url;
+        let same_repo =
+            capstan_engine::source::GitSource::new(&src.repo_url).display_url() == pushed.url;
         let rev = src.target_revision.as_deref().unwrap_or("");
         if same_repo && (rev == pushed.branch || rev.is_empty() || rev == "HEAD") {
             let key: AppKey = (app.namespace().unwrap_or_default(), app.name_any());

@@ -8,7 +8,8 @@
 //!   real `kubectl` and a kube-rs client pointed at it.
 //! - [`process`] — running child processes bounded in time.
 //! - [`registry`] — Debian's `docker-registry` (distribution 2.8) on loopback with
-//!   anonymous, basic or bearer-token auth (token server in process), and image pushes.
+//!   anonymous, basic or bearer-token auth (token server in process), image pushes, and
+//!   a paging front that serves tag lists in pages with `Link` headers.
 //! - [`signing`] — SSH and OpenPGP keys to sign commits with, and `git
 //!   verify-commit` set up to check them.
 //! - [`ssh`] — OpenSSH's `sshd` on loopback with generated keys, for git over SSH.

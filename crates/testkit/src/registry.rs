@@ -28,6 +28,10 @@
 //! tag at once, in no particular order, without a `Link` header. It does paginate
 //! `GET /v2/_catalog?n=…` with `Link: </v2/_catalog?last=…&n=…>; rel="next"`.
 //!
+//! [`paging_front`](RegistryServer::paging_front) puts a [`PagingFront`] before the
+//! registry: a real front over the real registry that forwards every request as it is
+//! but answers tag lists page by page with `Link` headers, as Docker Hub and GHCR do.
+//!
 //! The HTTP helpers run on a thread of their own, so they may be called from inside an
 //! async runtime (a `#[tokio::test]`).
 //!
@@ -55,6 +59,10 @@ use reqwest::StatusCode;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+
+pub mod paging;
+
+pub use paging::{FrontRequest, PagingFront};
 
 /// Where Debian's `docker-registry` package installs the registry.
 pub const DOCKER_REGISTRY: &str = "/usr/bin/docker-registry";
@@ -390,6 +398,14 @@ impl RegistryServer {
     /// `127.0.0.1:PORT/<repo>`, the image reference without tag or digest.
     pub fn image(&self, repo: &str) -> String {
         format!("127.0.0.1:{}/{}", self.port, repo.trim_matches('/'))
+    }
+
+    /// A [`PagingFront`] over this registry on a port of its own, answering tag lists in
+    /// pages of at most `page_size` tags; images through it are
+    /// [`PagingFront::image`]. It keeps forwarding to the same port across a
+    /// [`restart`](Self::restart).
+    pub fn paging_front(&self, page_size: usize) -> PagingFront {
+        PagingFront::start(SocketAddr::from(([127, 0, 0, 1], self.port)), page_size)
     }
 
     /// The auth mode the registry was started with.

@@ -468,3 +468,100 @@ fn the_helpers_work_from_inside_an_async_runtime() {
         drop(registry);
     });
 }
+
+#[test]
+fn the_paging_front_answers_sorted_pages_honouring_n_and_last_with_a_link_to_the_next() {
+    let registry = RegistryServer::start(RegistryAuth::Anonymous);
+    registry.push_tags("team/app", &["e", "c", "a", "d", "b"]);
+    let front = registry.paging_front(2);
+    let get = |path: &str| http().get(format!("{}{path}", front.url())).send().unwrap();
+    let tags = |resp: reqwest::blocking::Response| -> (Option<String>, Vec<String>) {
+        assert_eq!(resp.status(), 200);
+        let link = resp
+            .headers()
+            .get("link")
+            .map(|l| l.to_str().unwrap().to_string());
+        let body: serde_json::Value = serde_json::from_slice(&resp.bytes().unwrap()).unwrap();
+        assert_eq!(body["name"], "team/app");
+        let tags = body["tags"].as_array().unwrap();
+        (
+            link,
+            tags.iter().map(|t| t.as_str().unwrap().into()).collect(),
+        )
+    };
+
+    let (link, page) = tags(get("/v2/team/app/tags/list"));
+    assert_eq!(page, ["a", "b"]);
+    assert_eq!(
+        link.as_deref(),
+        Some("</v2/team/app/tags/list?n=2&last=b>; rel=\"next\"")
+    );
+    let (link, page) = tags(get("/v2/team/app/tags/list?n=2&last=b"));
+    assert_eq!((link.is_some(), page), (true, vec!["c".into(), "d".into()]));
+    let (link, page) = tags(get("/v2/team/app/tags/list?n=2&last=d"));
+    assert_eq!((link, page), (None, vec!["e".to_string()]));
+    // `n` below the page size is honoured, above it capped.
+    assert_eq!(tags(get("/v2/team/app/tags/list?n=1")).1, ["a"]);
+    assert_eq!(
+        tags(get("/v2/team/app/tags/list?n=50&last=a")).1,
+        ["b", "c"]
+    );
+
+    // Everything else goes through unchanged.
+    let missing = get("/v2/team/nothing/tags/list");
+    assert_eq!(missing.status(), 404);
+    let manifest = http()
+        .get(format!("{}/v2/team/app/manifests/c", front.url()))
+        .header("Accept", OCI_MANIFEST)
+        .send()
+        .unwrap();
+    assert_eq!(manifest.status(), 200);
+    assert_eq!(
+        manifest.headers()["docker-content-digest"]
+            .to_str()
+            .unwrap(),
+        registry.manifest_digest("team/app", "c").unwrap()
+    );
+    assert_eq!(front.pages_served("team/app"), 5);
+    let last = front.requests().pop().unwrap();
+    assert_eq!(
+        (
+            last.method.as_str(),
+            last.target.as_str(),
+            last.status,
+            last.page
+        ),
+        ("GET", "/v2/team/app/manifests/c", 200, None)
+    );
+}
+
+#[test]
+fn skopeo_reads_every_page_through_the_paging_front_with_basic_auth() {
+    let registry = RegistryServer::start(RegistryAuth::basic("alice", "s3cret"));
+    let tags: Vec<String> = (0..25).map(|i| format!("1.0.{i}")).collect();
+    let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let digests = registry.push_tags("app", &refs);
+    let front = registry.paging_front(10);
+    let skopeo = Skopeo::new();
+
+    // The registry's challenge reaches the client unchanged.
+    let resp = http()
+        .get(format!("{}/v2/app/tags/list", front.url()))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        resp.headers()["www-authenticate"].to_str().unwrap(),
+        "Basic realm=\"capstan-test\""
+    );
+
+    let creds = registry.credentials();
+    let mut sorted = tags.clone();
+    sorted.sort();
+    assert_eq!(skopeo.list_tags(creds, &front.image("app")), sorted);
+    assert_eq!(front.pages_served("app"), 3, "{:#?}", front.requests());
+    assert_eq!(
+        skopeo.digest(creds, &format!("{}:1.0.7", front.image("app"))),
+        digests[7]
+    );
+}

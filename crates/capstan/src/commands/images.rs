@@ -63,7 +63,8 @@ pub async fn run(cmd: ImagesCommand) -> anyhow::Result<ExitCode> {
 
 async fn select(cmd: SelectCommand) -> anyhow::Result<ExitCode> {
     let order = |flag: &str, v: &str| -> anyhow::Result<Order> {
-        v.parse::<Order>().with_context(|| format!("--{flag} {v:?}"))
+        v.parse::<Order>()
+            .with_context(|| format!("--{flag} {v:?}"))
     };
     let policy = match (&cmd.semver, &cmd.alphabetical, &cmd.numerical) {
         (Some(range), _, _) => TagPolicy::semver(range)?,
@@ -72,7 +73,10 @@ async fn select(cmd: SelectCommand) -> anyhow::Result<ExitCode> {
         _ => bail!("give --semver, --alphabetical or --numerical"),
     };
     let filter = match &cmd.filter {
-        Some(pattern) => Some(TagFilter::new(pattern, cmd.extract.as_deref().unwrap_or(""))?),
+        Some(pattern) => Some(TagFilter::new(
+            pattern,
+            cmd.extract.as_deref().unwrap_or(""),
+        )?),
         None => None,
     };
     let tags = match (&cmd.tags_file, &cmd.image) {

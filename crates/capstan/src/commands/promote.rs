@@ -51,12 +51,18 @@ struct Vars {
 const DEFAULT_MESSAGE: &str = "Promote {{ images | join(\", \") }} from {{ from }} to {{ to }}\n\n{% for c in changes %}- {{ c.file }}: {{ c.field }}: {{ c.old }} -> {{ c.new }}\n{% endfor %}";
 
 /// The plan that writes what `from` uses into `to`.
-fn plan_from(root: &Path, cmd: &PromoteCommand) -> Result<(EditPlan, Vec<String>), edit::EditError> {
+fn plan_from(
+    root: &Path,
+    cmd: &PromoteCommand,
+) -> Result<(EditPlan, Vec<String>), edit::EditError> {
     let used: Vec<UsedImage> = edit::used_images(root, &cmd.from)?;
     let mut settings = Vec::new();
     let mut names = Vec::new();
     for wanted in &cmd.images {
-        if !used.iter().any(|u| u.image == *wanted || ImageRef::named(&u.image).same_repository(wanted)) {
+        if !used
+            .iter()
+            .any(|u| u.image == *wanted || ImageRef::named(&u.image).same_repository(wanted))
+        {
             return Err(edit::EditError::NotUsed {
                 path: cmd.from.display().to_string(),
                 names: vec![wanted.clone()],
@@ -109,13 +115,24 @@ pub async fn run(cmd: PromoteCommand) -> anyhow::Result<ExitCode> {
         (Some(dir), None) => {
             let (plan, names) = plan_from(dir, &cmd)?;
             if plan.images.is_empty() {
-                bail!("{} pins no image to a tag or digest: nothing to promote", cmd.from.display());
+                bail!(
+                    "{} pins no image to a tag or digest: nothing to promote",
+                    cmd.from.display()
+                );
             }
             let outcome = edit::apply(dir, &cmd.to, &plan)?;
             let summary = if outcome.changes.is_empty() {
-                format!("no change: {} already runs {}", cmd.to.display(), names.join(", "))
+                format!(
+                    "no change: {} already runs {}",
+                    cmd.to.display(),
+                    names.join(", ")
+                )
             } else {
-                format!("{} field(s) changed in {} file(s)", outcome.changes.len(), outcome.files.len())
+                format!(
+                    "{} field(s) changed in {} file(s)",
+                    outcome.changes.len(),
+                    outcome.files.len()
+                )
             };
             writeback::print(&cmd.output, &outcome.changes, &outcome.files, None, summary);
             Ok(ExitCode::SUCCESS)
@@ -124,13 +141,21 @@ pub async fn run(cmd: PromoteCommand) -> anyhow::Result<ExitCode> {
             let (src, opts) = writeback::target(&cmd.write)?;
             let message = writeback::template(
                 "--message",
-                cmd.write.commit.message.as_deref().unwrap_or(DEFAULT_MESSAGE),
+                cmd.write
+                    .commit
+                    .message
+                    .as_deref()
+                    .unwrap_or(DEFAULT_MESSAGE),
             )?;
             message.render(&vars(Vec::new(), Vec::new(), Vec::new()))?;
             let mut opts = opts;
             if let Some(t) = &cmd.write.push_branch {
                 let t = writeback::template("--push-branch", t)?;
-                opts.push_branch = Some(t.render(&vars(Vec::new(), Vec::new(), Vec::new()))?.trim().to_string());
+                opts.push_branch = Some(
+                    t.render(&vars(Vec::new(), Vec::new(), Vec::new()))?
+                        .trim()
+                        .to_string(),
+                );
             }
             let cache = crate::source::cache(cmd.write.commit.cache_dir.as_deref());
             let report = tokio::task::block_in_place(|| {
@@ -151,21 +176,34 @@ pub async fn run(cmd: PromoteCommand) -> anyhow::Result<ExitCode> {
                     },
                     |(names, outcome)| {
                         message
-                            .render(&vars(names.clone(), outcome.changes.clone(), outcome.files.clone()))
+                            .render(&vars(
+                                names.clone(),
+                                outcome.changes.clone(),
+                                outcome.files.clone(),
+                            ))
                             .unwrap_or_else(|e| format!("Promote {}\n\n({e})", names.join(", ")))
                     },
                 )
             })
             .with_context(|| format!("promote in {}", src.display_url()))?;
             let (_, outcome) = &report.edit;
-            let summary = writeback::written_line(&report.written, outcome.files.len(), outcome.changes.len());
+            let summary = writeback::written_line(
+                &report.written,
+                outcome.files.len(),
+                outcome.changes.len(),
+            );
             let pushed = match &report.written {
                 Written::Pushed { commit, branch, .. } => Some((commit.as_str(), branch.as_str())),
                 Written::NoChange { .. } => None,
             };
-            writeback::print(&cmd.output, &outcome.changes, &outcome.files, pushed, summary);
+            writeback::print(
+                &cmd.output,
+                &outcome.changes,
+                &outcome.files,
+                pushed,
+                summary,
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
 }
-

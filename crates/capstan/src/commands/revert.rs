@@ -22,7 +22,9 @@ use crate::writeback;
 /// Revert an Application's repository to a past revision with a real revert commit,
 /// push it, and wait for the controller to sync it.
 #[derive(Debug, Args)]
-#[command(after_help = "The message template (--message) is Jinja: {{ app }}, {{ namespace }}, {{ target }}, {{ short_target }}, {{ commits }} (each with id and subject), {{ path }}, {{ branch }}.")]
+#[command(
+    after_help = "The message template (--message) is Jinja: {{ app }}, {{ namespace }}, {{ target }}, {{ short_target }}, {{ commits }} (each with id and subject), {{ path }}, {{ branch }}."
+)]
 pub struct RevertCommand {
     /// The Application.
     name: String,
@@ -82,7 +84,9 @@ fn target(history: &[HistoryEntry], to: Option<&str>, current: &str) -> anyhow::
             .iter()
             .find(|h| h.result == "Succeeded" && h.revision != current)
             .map(|h| h.revision.clone())
-            .context("no earlier successful revision to revert to (see `capstan history`; or give --to)"),
+            .context(
+                "no earlier successful revision to revert to (see `capstan history`; or give --to)",
+            ),
     }
 }
 
@@ -94,7 +98,11 @@ pub async fn run(cmd: RevertCommand) -> anyhow::Result<ExitCode> {
         .await?
         .with_context(|| format!("application {ns}/{} not found", cmd.name))?;
     let status = app.status.clone().unwrap_or_default();
-    let current = status.sync.as_ref().map(|s| s.revision.clone()).unwrap_or_default();
+    let current = status
+        .sync
+        .as_ref()
+        .map(|s| s.revision.clone())
+        .unwrap_or_default();
     let target = target(&status.history, cmd.to.as_deref(), &current)?;
     let source = &app.spec.source;
     let branch = source.target_revision.clone().unwrap_or_default();
@@ -145,7 +153,15 @@ pub async fn run(cmd: RevertCommand) -> anyhow::Result<ExitCode> {
             &reverted.target[..reverted.target.len().min(12)]
         );
         match cmd.output {
-            Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&JsonOut { target: &reverted.target, commits: &reverted.commits, commit: None, sync: None })?),
+            Format::Json => crate::outln!(
+                "{}",
+                serde_json::to_string_pretty(&JsonOut {
+                    target: &reverted.target,
+                    commits: &reverted.commits,
+                    commit: None,
+                    sync: None
+                })?
+            ),
             _ => crate::outln!("{text}"),
         }
         return Ok(ExitCode::SUCCESS);
@@ -153,9 +169,16 @@ pub async fn run(cmd: RevertCommand) -> anyhow::Result<ExitCode> {
     if !matches!(cmd.output, Format::Json) {
         let mut text = String::new();
         for c in &reverted.commits {
-            text.push_str(&format!("reverted {} {}\n", &c.id[..c.id.len().min(12)], c.subject));
+            text.push_str(&format!(
+                "reverted {} {}\n",
+                &c.id[..c.id.len().min(12)],
+                c.subject
+            ));
         }
-        text.push_str(&format!("pushed {} to {branch}", &commit[..commit.len().min(12)]));
+        text.push_str(&format!(
+            "pushed {} to {branch}",
+            &commit[..commit.len().min(12)]
+        ));
         crate::outln!("{text}");
     }
     let req = SyncRequest {
@@ -172,13 +195,29 @@ pub async fn run(cmd: RevertCommand) -> anyhow::Result<ExitCode> {
         if !matches!(cmd.output, Format::Json) {
             eprintln!("sync of {ns}/{} requested", cmd.name);
         } else {
-            crate::outln!("{}", serde_json::to_string_pretty(&JsonOut { target: &reverted.target, commits: &reverted.commits, commit: Some(commit), sync: None })?);
+            crate::outln!(
+                "{}",
+                serde_json::to_string_pretty(&JsonOut {
+                    target: &reverted.target,
+                    commits: &reverted.commits,
+                    commit: Some(commit),
+                    sync: None
+                })?
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
     let (phase, msg) = wait_for(&api, &cmd.name, &req.id, cmd.timeout).await?;
     match cmd.output {
-        Format::Json => crate::outln!("{}", serde_json::to_string_pretty(&JsonOut { target: &reverted.target, commits: &reverted.commits, commit: Some(commit), sync: Some((&phase, &msg)) })?),
+        Format::Json => crate::outln!(
+            "{}",
+            serde_json::to_string_pretty(&JsonOut {
+                target: &reverted.target,
+                commits: &reverted.commits,
+                commit: Some(commit),
+                sync: Some((&phase, &msg))
+            })?
+        ),
         _ => crate::outln!("{ns}/{}: {phase}: {msg}; automated sync stays on", cmd.name),
     }
     Ok(if phase == "Succeeded" {

@@ -90,7 +90,9 @@ const DEFAULT_MESSAGE: &str = "Set {{ images | join(\", \") }}{% if app %} in {{
 pub async fn run(cmd: SetImageCommand) -> anyhow::Result<ExitCode> {
     let (dir, images) = match (&cmd.write.repo, cmd.args.split_first()) {
         (None, Some((dir, rest))) => (Some(PathBuf::from(dir)), rest.to_vec()),
-        (None, None) => bail!("give the directory to edit (set-image DIR IMAGE=REF...) or --repo URL"),
+        (None, None) => {
+            bail!("give the directory to edit (set-image DIR IMAGE=REF...) or --repo URL")
+        }
         (Some(_), _) => (None, cmd.args.clone()),
     };
     let plan = plan(&images, &cmd.policies, &cmd.helm)?;
@@ -119,7 +121,10 @@ pub async fn run(cmd: SetImageCommand) -> anyhow::Result<ExitCode> {
         return in_repository(&cmd, plan.clone(), &vars).await;
     };
     if !dir.is_dir() {
-        bail!("{} is not a directory (set-image DIR IMAGE=REF...; or use --repo URL)", dir.display());
+        bail!(
+            "{} is not a directory (set-image DIR IMAGE=REF...; or use --repo URL)",
+            dir.display()
+        );
     }
     let outcome = edit::apply(&dir, &cmd.path, &plan)?;
     writeback::print(
@@ -130,7 +135,11 @@ pub async fn run(cmd: SetImageCommand) -> anyhow::Result<ExitCode> {
         if outcome.changes.is_empty() {
             "no change: every value was already so".to_string()
         } else {
-            format!("{} field(s) changed in {} file(s)", outcome.changes.len(), outcome.files.len())
+            format!(
+                "{} field(s) changed in {} file(s)",
+                outcome.changes.len(),
+                outcome.files.len()
+            )
         },
     );
     Ok(ExitCode::SUCCESS)
@@ -144,7 +153,11 @@ async fn in_repository(
     let (src, mut opts) = writeback::target(&cmd.write)?;
     let message = writeback::template(
         "--message",
-        cmd.write.commit.message.as_deref().unwrap_or(DEFAULT_MESSAGE),
+        cmd.write
+            .commit
+            .message
+            .as_deref()
+            .unwrap_or(DEFAULT_MESSAGE),
     )?;
     if let Some(t) = &cmd.write.push_branch {
         let t = writeback::template("--push-branch", t)?;
@@ -159,23 +172,36 @@ async fn in_repository(
     let rendered = |u: &Updated| -> String { render_message(&message, &vars.after(u)) };
     // check the template against a write's variables before anything is fetched
     message.render(vars)?;
-    let report = tokio::task::block_in_place(|| update::write(&cache, &src, &opts, &plans, rendered))
-        .with_context(|| format!("set-image on {}", src.display_url()))?;
-    let summary = writeback::written_line(&report.written, report.edit.files.len(), report.edit.changes.len());
+    let report =
+        tokio::task::block_in_place(|| update::write(&cache, &src, &opts, &plans, rendered))
+            .with_context(|| format!("set-image on {}", src.display_url()))?;
+    let summary = writeback::written_line(
+        &report.written,
+        report.edit.files.len(),
+        report.edit.changes.len(),
+    );
     let (commit, branch) = match &report.written {
-        capstan_engine::source::Written::Pushed { commit, branch, .. } => (Some(commit.as_str()), Some(branch.as_str())),
+        capstan_engine::source::Written::Pushed { commit, branch, .. } => {
+            (Some(commit.as_str()), Some(branch.as_str()))
+        }
         _ => (None, None),
     };
-    writeback::print(&cmd.output, &report.edit.changes, &report.edit.files, commit.zip(branch), summary);
+    writeback::print(
+        &cmd.output,
+        &report.edit.changes,
+        &report.edit.files,
+        commit.zip(branch),
+        summary,
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn render_message(t: &Template, vars: &Vars) -> String {
     // the template rendered once already with these variables; a failure now would be
     // a bug, and the write must not be lost over it
-    t.render(vars).unwrap_or_else(|e| format!("Set {}\n\n({e})", vars.images.join(", ")))
+    t.render(vars)
+        .unwrap_or_else(|e| format!("Set {}\n\n({e})", vars.images.join(", ")))
 }
-
 
 /// The edit plan the arguments describe.
 fn plan(images: &[String], policies: &[String], helm: &[String]) -> anyhow::Result<EditPlan> {
@@ -222,5 +248,6 @@ fn plan(images: &[String], policies: &[String], helm: &[String]) -> anyhow::Resu
         helm,
         add_kustomize_entries: true,
         require_used: true,
+        dry_run: false,
     })
 }

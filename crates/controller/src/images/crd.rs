@@ -116,11 +116,7 @@ pub struct ImageRepositoryStatus {
     status = "ImagePolicyStatus",
     shortname = "imagepol",
     category = "capstan",
-    printcolumn(
-        name = "Latest",
-        type_ = "string",
-        json_path = ".status.latestRef.tag"
-    ),
+    printcolumn(name = "Latest", type_ = "string", json_path = ".status.latestRef.tag"),
     printcolumn(
         name = "Ready",
         type_ = "string",

@@ -84,8 +84,6 @@ pub struct Pushed {
 pub(crate) struct Scanned {
     /// The tags, after the exclusion list.
     pub tags: Arc<Vec<String>>,
-    /// The image scanned (the spec's).
-    pub image: String,
     /// Digests looked up during this scan, by tag.
     pub digests: HashMap<String, String>,
 }
@@ -177,7 +175,8 @@ pub async fn run(
         let a = auto.clone();
         move |r: &ImageRepository, changed| {
             if changed {
-                a.scan_queue.schedule(key_of(r), Instant::now(), Trigger::Spec);
+                a.scan_queue
+                    .schedule(key_of(r), Instant::now(), Trigger::Spec);
             }
         }
     });
@@ -212,7 +211,7 @@ async fn watch<K>(
     writer: reflector::store::Writer<K>,
     on_change: impl Fn(&K, bool) + Send + 'static,
 ) where
-    K: Resource<DynamicType = ()>
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
@@ -230,7 +229,7 @@ async fn watch<K>(
         .reflect(writer)
         .boxed();
     let mut listed: Vec<K> = Vec::new();
-    let mut note = |o: &K, seen: &mut HashMap<AppKey, (Option<i64>, Option<String>)>| {
+    let note = |o: &K, seen: &mut HashMap<AppKey, (Option<i64>, Option<String>)>| {
         let state = (
             o.meta().generation,
             o.annotations().get(REFRESH_ANNOTATION).cloned(),
@@ -277,8 +276,11 @@ impl Automation {
                 continue;
             };
             if !self.ctx.leader.is_leader() {
-                self.scan_queue
-                    .done(key, Instant::now() + Duration::from_secs(2), Trigger::Interval);
+                self.scan_queue.done(
+                    key,
+                    Instant::now() + Duration::from_secs(2),
+                    Trigger::Interval,
+                );
                 continue;
             }
             self.scans_in_flight.fetch_add(1, Ordering::SeqCst);
@@ -338,8 +340,11 @@ impl Automation {
                 continue;
             };
             if !self.ctx.leader.is_leader() {
-                self.update_queue
-                    .done(key, Instant::now() + Duration::from_secs(2), Trigger::Interval);
+                self.update_queue.done(
+                    key,
+                    Instant::now() + Duration::from_secs(2),
+                    Trigger::Interval,
+                );
                 continue;
             }
             // new tags of many images come in many scans: write once they are in
@@ -351,7 +356,8 @@ impl Automation {
                 if let Some(u) = self.update(member) {
                     self.update_queue.schedule(
                         member.clone(),
-                        Instant::now() + interval(u.spec.interval.as_deref(), self.opts.update_interval),
+                        Instant::now()
+                            + interval(u.spec.interval.as_deref(), self.opts.update_interval),
                         Trigger::Interval,
                     );
                 }
@@ -371,5 +377,8 @@ pub(crate) fn interval(spec: Option<&str>, default: Duration) -> Duration {
 
 /// The ImageUpdates a set of policies' changes concern.
 pub(crate) fn dedup(keys: impl IntoIterator<Item = AppKey>) -> Vec<AppKey> {
-    keys.into_iter().collect::<BTreeSet<_>>().into_iter().collect()
+    keys.into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }

@@ -29,8 +29,12 @@ impl Automation {
     pub(crate) async fn scan(&self, key: &AppKey, repo: &ImageRepository) -> Duration {
         let every = interval(repo.spec.interval.as_deref(), self.opts.scan_interval);
         if repo.spec.suspend {
-            self.repo_status(repo, None, ready(false, "Suspended", "spec.suspend is set: not scanned"))
-                .await;
+            self.repo_status(
+                repo,
+                None,
+                ready(false, "Suspended", "spec.suspend is set: not scanned"),
+            )
+            .await;
             return every;
         }
         match self.scan_tags(repo).await {
@@ -46,7 +50,6 @@ impl Automation {
                         key.clone(),
                         Scanned {
                             tags: Arc::new(tags),
-                            image: repo.spec.image.clone(),
                             digests: HashMap::new(),
                         },
                     );
@@ -66,14 +69,18 @@ impl Automation {
             }
             Err((reason, message)) => {
                 tracing::warn!(repository = %format!("{}/{}", key.0, key.1), reason, %message, "image scan failed");
-                self.repo_status(repo, None, ready(false, reason, &message)).await;
+                self.repo_status(repo, None, ready(false, reason, &message))
+                    .await;
                 every.min(Duration::from_secs(30))
             }
         }
     }
 
     /// The tags of the repository, after its exclusion list.
-    async fn scan_tags(&self, repo: &ImageRepository) -> Result<Vec<String>, (&'static str, String)> {
+    async fn scan_tags(
+        &self,
+        repo: &ImageRepository,
+    ) -> Result<Vec<String>, (&'static str, String)> {
         let exclusions = repo
             .spec
             .exclusion_list
@@ -84,7 +91,10 @@ impl Automation {
             .enumerate()
             .map(|(i, p)| {
                 regex::Regex::new(p).map_err(|e| {
-                    ("InvalidSpec", format!("spec.exclusionList[{i}] {p:?} is not a regular expression: {e}"))
+                    (
+                        "InvalidSpec",
+                        format!("spec.exclusionList[{i}] {p:?} is not a regular expression: {e}"),
+                    )
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -117,8 +127,18 @@ impl Automation {
         let secret = api
             .get_opt(&r.name)
             .await
-            .map_err(|e| ("CredentialsFailed", format!("reading Secret {ns}/{}: {e}", r.name)))?
-            .ok_or_else(|| ("CredentialsFailed", format!("Secret {ns}/{} does not exist", r.name)))?;
+            .map_err(|e| {
+                (
+                    "CredentialsFailed",
+                    format!("reading Secret {ns}/{}: {e}", r.name),
+                )
+            })?
+            .ok_or_else(|| {
+                (
+                    "CredentialsFailed",
+                    format!("Secret {ns}/{} does not exist", r.name),
+                )
+            })?;
         let data = secret.data.unwrap_or_default();
         let json = data.get(".dockerconfigjson").ok_or_else(|| {
             (
@@ -131,7 +151,12 @@ impl Automation {
             .map_err(|e| ("CredentialsFailed", format!("Secret {ns}/{}: {e}", r.name)))
     }
 
-    async fn repo_status(&self, repo: &ImageRepository, result: Option<ScanResult>, cond: Condition) {
+    async fn repo_status(
+        &self,
+        repo: &ImageRepository,
+        result: Option<ScanResult>,
+        cond: Condition,
+    ) {
         let old = repo.status.clone().unwrap_or_default();
         let status = ImageRepositoryStatus {
             observed_generation: repo.meta().generation,
@@ -142,11 +167,17 @@ impl Automation {
         if status == old {
             return;
         }
-        let api: Api<ImageRepository> =
-            Api::namespaced(self.ctx.client.clone(), &repo.namespace().unwrap_or_default());
+        let api: Api<ImageRepository> = Api::namespaced(
+            self.ctx.client.clone(),
+            &repo.namespace().unwrap_or_default(),
+        );
         let patch = json!({"apiVersion": "capstan.dev/v1alpha1", "kind": "ImageRepository", "status": status});
         if let Err(e) = api
-            .patch_status(&repo.name_any(), &PatchParams::apply("capstan-controller").force(), &Patch::Apply(&patch))
+            .patch_status(
+                &repo.name_any(),
+                &PatchParams::apply("capstan-controller").force(),
+                &Patch::Apply(&patch),
+            )
             .await
         {
             tracing::warn!(repository = %repo.name_any(), error = %e, "writing status");

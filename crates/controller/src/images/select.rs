@@ -19,7 +19,10 @@ impl Automation {
     /// ImageUpdates that write it run (after the settle time).
     pub(crate) async fn choose(&self, key: &AppKey) {
         let Some(policy) = self.policy(key) else {
-            self.latest.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+            self.latest
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(key);
             return;
         };
         match self.latest_of(key, &policy).await {
@@ -30,8 +33,12 @@ impl Automation {
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(key.clone(), image.clone());
                 let changed = before.as_ref() != Some(&image);
-                self.policy_status(&policy, Some(&image), ready(true, "Succeeded", &format!("latest image {image}")))
-                    .await;
+                self.policy_status(
+                    &policy,
+                    Some(&image),
+                    ready(true, "Succeeded", &format!("latest image {image}")),
+                )
+                .await;
                 if changed {
                     tracing::info!(policy = %format!("{}/{}", key.0, key.1), %image, "policy chose an image");
                     let at = Instant::now() + self.opts.settle;
@@ -41,26 +48,40 @@ impl Automation {
                 }
             }
             Err((reason, message)) => {
-                self.policy_status(&policy, None, ready(false, reason, &message)).await;
+                self.policy_status(&policy, None, ready(false, reason, &message))
+                    .await;
             }
         }
     }
 
-    async fn latest_of(&self, key: &AppKey, policy: &ImagePolicy) -> Result<ImageRef, (&'static str, String)> {
+    async fn latest_of(
+        &self,
+        key: &AppKey,
+        policy: &ImagePolicy,
+    ) -> Result<ImageRef, (&'static str, String)> {
         let repo_key = (key.0.clone(), policy.spec.image_repository_ref.name.clone());
         let Some(repo) = self.repo(&repo_key) else {
             return Err((
                 "RepositoryNotFound",
-                format!("ImageRepository {}/{} does not exist (spec.imageRepositoryRef)", repo_key.0, repo_key.1),
+                format!(
+                    "ImageRepository {}/{} does not exist (spec.imageRepositoryRef)",
+                    repo_key.0, repo_key.1
+                ),
             ));
         };
-        let rule = TagPolicy::from_choice(&policy.spec.policy.choice())
-            .map_err(|e| ("InvalidPolicy", format!("spec.policy: {}", crate::reconcile::error_chain(&e))))?;
+        let rule = TagPolicy::from_choice(&policy.spec.policy.choice()).map_err(|e| {
+            (
+                "InvalidPolicy",
+                format!("spec.policy: {}", crate::reconcile::error_chain(&e)),
+            )
+        })?;
         let filter = match &policy.spec.filter_tags {
-            Some(f) => Some(
-                TagFilter::new(&f.pattern, &f.extract)
-                    .map_err(|e| ("InvalidPolicy", format!("spec.filterTags: {}", crate::reconcile::error_chain(&e))))?,
-            ),
+            Some(f) => Some(TagFilter::new(&f.pattern, &f.extract).map_err(|e| {
+                (
+                    "InvalidPolicy",
+                    format!("spec.filterTags: {}", crate::reconcile::error_chain(&e)),
+                )
+            })?),
             None => None,
         };
         let scanned = self
@@ -106,7 +127,11 @@ impl Automation {
             return Ok(d);
         }
         let creds = self.registry_credentials(repo).await?;
-        let client = if repo.spec.insecure { &self.insecure_registry } else { &self.registry };
+        let client = if repo.spec.insecure {
+            &self.insecure_registry
+        } else {
+            &self.registry
+        };
         let digest = client
             .digest(&repo.spec.image, tag, creds.as_ref())
             .await
@@ -122,7 +147,12 @@ impl Automation {
         Ok(digest)
     }
 
-    async fn policy_status(&self, policy: &ImagePolicy, latest: Option<&ImageRef>, cond: Condition) {
+    async fn policy_status(
+        &self,
+        policy: &ImagePolicy,
+        latest: Option<&ImageRef>,
+        cond: Condition,
+    ) {
         let old = policy.status.clone().unwrap_or_default();
         let latest = latest.map(|r| ImageRefStatus {
             name: r.name.clone(),
@@ -130,7 +160,10 @@ impl Automation {
             digest: r.digest.clone().unwrap_or_default(),
         });
         let (latest_ref, previous) = match latest {
-            Some(l) if old.latest_ref.as_ref() != Some(&l) => (Some(l), old.latest_ref.clone().or(old.observed_previous_ref.clone())),
+            Some(l) if old.latest_ref.as_ref() != Some(&l) => (
+                Some(l),
+                old.latest_ref.clone().or(old.observed_previous_ref.clone()),
+            ),
             Some(l) => (Some(l), old.observed_previous_ref.clone()),
             None => (old.latest_ref.clone(), old.observed_previous_ref.clone()),
         };
@@ -143,11 +176,18 @@ impl Automation {
         if status == old {
             return;
         }
-        let api: Api<ImagePolicy> =
-            Api::namespaced(self.ctx.client.clone(), &policy.namespace().unwrap_or_default());
-        let patch = json!({"apiVersion": "capstan.dev/v1alpha1", "kind": "ImagePolicy", "status": status});
+        let api: Api<ImagePolicy> = Api::namespaced(
+            self.ctx.client.clone(),
+            &policy.namespace().unwrap_or_default(),
+        );
+        let patch =
+            json!({"apiVersion": "capstan.dev/v1alpha1", "kind": "ImagePolicy", "status": status});
         if let Err(e) = api
-            .patch_status(&policy.name_any(), &PatchParams::apply("capstan-controller").force(), &Patch::Apply(&patch))
+            .patch_status(
+                &policy.name_any(),
+                &PatchParams::apply("capstan-controller").force(),
+                &Patch::Apply(&patch),
+            )
             .await
         {
             tracing::warn!(policy = %policy.name_any(), error = %e, "writing status");

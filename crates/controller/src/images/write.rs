@@ -14,14 +14,14 @@
 //! Every push is recorded in the audit log (policies, old → new, commit) and as an
 //! Event on the ImageUpdate.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_engine::images::ImageRef;
 use capstan_engine::images::edit::{EditPlan, FieldChange, HelmTarget, ImageSetting};
-use capstan_engine::images::update::{self, PathPlan, Updated};
+use capstan_engine::images::update::{PathPlan, Updated};
 use capstan_engine::source::template::Template;
 use capstan_engine::source::{
     GitCache, GitSource, Identity, SigningKey, WriteOptions, WriteReport, Written,
@@ -32,9 +32,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::json;
 
-use super::crd::{
-    HeldBack, ImageUpdate, ImageUpdateStatus, Strategy, WrittenImage,
-};
+use super::crd::{HeldBack, ImageUpdate, ImageUpdateStatus, Strategy, WrittenImage};
 use super::{Automation, Pushed, interval, key_of};
 use crate::audit::{self, AuditRecordSpec};
 use crate::crd::Condition;
@@ -69,11 +67,15 @@ fn group_key(u: &ImageUpdate) -> String {
         g.push_branch.clone().unwrap_or_default(),
         g.commit.author,
         g.credentials_secret,
-        g.commit.signing_key.as_ref().map(|s| s.secret_ref.name.clone()),
+        g.commit
+            .signing_key
+            .as_ref()
+            .map(|s| s.secret_ref.name.clone()),
     )
 }
 
 /// One member's part of the commit.
+#[derive(Clone)]
 struct Member {
     key: AppKey,
     update: Arc<ImageUpdate>,
@@ -90,7 +92,10 @@ struct Member {
 /// What a member's write left behind, to put in its status.
 enum Outcome {
     Written(Box<WriteReport<(Updated, Vec<HeldBack>)>>),
-    Failed { reason: &'static str, message: String },
+    Failed {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 impl Automation {
@@ -103,8 +108,18 @@ impl Automation {
     ) -> (Duration, Vec<AppKey>) {
         let every = interval(update.spec.interval.as_deref(), self.opts.update_interval);
         if update.spec.suspend {
-            self.set_status(update, Vec::new(), None, ready(false, "Suspended", "spec.suspend is set: nothing is written"), None)
-                .await;
+            self.set_status(
+                update,
+                Vec::new(),
+                None,
+                ready(
+                    false,
+                    "Suspended",
+                    "spec.suspend is set: nothing is written",
+                ),
+                None,
+            )
+            .await;
             return (every, vec![key.clone()]);
         }
         let group = group_key(update);
@@ -117,8 +132,18 @@ impl Automation {
         let keys: Vec<AppKey> = members.iter().map(|u| key_of(u.as_ref())).collect();
         if self.ctx.stop.is_stopped() {
             for u in &members {
-                self.set_status(u, Vec::new(), None, ready(false, "EmergencyStop", "the emergency stop is on: nothing is written"), None)
-                    .await;
+                self.set_status(
+                    u,
+                    Vec::new(),
+                    None,
+                    ready(
+                        false,
+                        "EmergencyStop",
+                        "the emergency stop is on: nothing is written",
+                    ),
+                    None,
+                )
+                .await;
             }
             return (Duration::from_secs(5), keys);
         }
@@ -131,7 +156,14 @@ impl Automation {
         let outcome = self.write_members(update, &members).await;
         let retry = matches!(outcome, Outcome::Failed { .. });
         self.record(update, &members, outcome).await;
-        (if retry { Duration::from_secs(30).min(every) } else { every }, keys)
+        (
+            if retry {
+                Duration::from_secs(30).min(every)
+            } else {
+                every
+            },
+            keys,
+        )
     }
 
     /// A member's policies and what they chose.
@@ -147,7 +179,11 @@ impl Automation {
         } else {
             update.spec.policies.clone()
         };
-        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let written = update
             .status
             .as_ref()
@@ -164,14 +200,18 @@ impl Automation {
         for name in names {
             let pkey = (ns.clone(), name.clone());
             if let Some(p) = self.policy(&pkey)
-                && let Some(repo) = self.repo(&(ns.clone(), p.spec.image_repository_ref.name.clone()))
+                && let Some(repo) =
+                    self.repo(&(ns.clone(), p.spec.image_repository_ref.name.clone()))
             {
                 m.images.insert(name.clone(), repo.spec.image.clone());
             }
             match latest.get(&pkey) {
                 None => m.waiting.push(name),
                 Some(image) => {
-                    if written.get(&name).is_some_and(|w| w.image == image.to_string()) {
+                    if written
+                        .get(&name)
+                        .is_some_and(|w| w.image == image.to_string())
+                    {
                         m.held.insert(name, image.clone());
                     } else {
                         m.writing.insert(name, image.clone());
@@ -223,7 +263,12 @@ impl Automation {
             },
             None => Identity::capstan(),
         };
-        let message = match Template::parse(git.commit.message_template.as_deref().unwrap_or(DEFAULT_MESSAGE)) {
+        let message = match Template::parse(
+            git.commit
+                .message_template
+                .as_deref()
+                .unwrap_or(DEFAULT_MESSAGE),
+        ) {
             Ok(t) => t,
             Err(e) => {
                 return Outcome::Failed {
@@ -251,7 +296,10 @@ impl Automation {
                 message: format!("spec.git.commit.messageTemplate: {e}"),
             };
         }
-        let plans: Vec<PathPlan> = members.iter().map(|m| self.plan(m, &m.writing, false)).collect();
+        let plans: Vec<PathPlan> = members
+            .iter()
+            .map(|m| self.plan(m, &m.writing, false))
+            .collect();
         let held_plans: Vec<(String, PathPlan)> = members
             .iter()
             .flat_map(|m| {
@@ -277,7 +325,7 @@ impl Automation {
             ..Default::default()
         };
         let cache = GitCache::new(self.ctx.opts.state_dir.join("git"));
-        let members_vars = Arc::new(members.iter().map(|m| (m.key.clone(), m.writing.clone(), m.images.clone())).collect::<Vec<_>>());
+        let members_vars: Vec<Member> = members.to_vec();
         let result = tokio::task::spawn_blocking(move || {
             cache.write(
                 &src,
@@ -308,7 +356,7 @@ impl Automation {
                     Ok((updated, held))
                 },
                 |(updated, _)| {
-                    let v = vars_from(&members_vars, updated);
+                    let v = vars(&members_vars, updated);
                     message.render(&v).unwrap_or_else(|e| format!("Update images\n\n({e})"))
                 },
             )
@@ -382,7 +430,10 @@ impl Automation {
             .map_err(|e| format!("reading signing key Secret {ns}/{name}: {e}"))?
             .ok_or_else(|| format!("signing key Secret {ns}/{name} does not exist"))?;
         let data = secret.data.unwrap_or_default();
-        let text = |k: &str| data.get(k).map(|b| String::from_utf8_lossy(&b.0).into_owned());
+        let text = |k: &str| {
+            data.get(k)
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        };
         let dir = self.ctx.opts.state_dir.join("signing");
         std::fs::create_dir_all(&dir).map_err(|e| format!("writing the signing key: {e}"))?;
         if let Some(armored) = text("git.asc") {
@@ -412,15 +463,23 @@ impl Automation {
             Outcome::Failed { reason, message } => {
                 tracing::warn!(update = %first.name_any(), reason, %message, "image update failed");
                 for m in members {
-                    self.set_status(&m.update, Vec::new(), None, ready(false, reason, &message), None)
-                        .await;
+                    self.set_status(
+                        &m.update,
+                        Vec::new(),
+                        None,
+                        ready(false, reason, &message),
+                        None,
+                    )
+                    .await;
                 }
             }
             Outcome::Written(report) => {
                 let (updated, held) = &report.edit;
                 let now = crate::now();
                 let (commit, branch) = match &report.written {
-                    Written::Pushed { commit, branch, .. } => (Some(commit.clone()), Some(branch.clone())),
+                    Written::Pushed { commit, branch, .. } => {
+                        (Some(commit.clone()), Some(branch.clone()))
+                    }
                     Written::NoChange { .. } => (None, None),
                 };
                 let head = match &report.written {
@@ -436,7 +495,8 @@ impl Automation {
                         .collect();
                     // every policy this member wrote, or found already written, is
                     // what Git says now
-                    let unused: BTreeSet<&str> = updated.unused.iter().map(String::as_str).collect();
+                    let unused: BTreeSet<&str> =
+                        updated.unused.iter().map(String::as_str).collect();
                     let mut written = m
                         .update
                         .status
@@ -446,16 +506,25 @@ impl Automation {
                     for (name, image) in &m.writing {
                         let setter = format!("{}:{name}", m.key.0);
                         let repo_image = m.images.get(name).map(String::as_str).unwrap_or("");
-                        if unused.contains(setter.as_str()) && (m.update.spec.update.strategy == Strategy::Setters || unused.contains(repo_image)) {
+                        if unused.contains(setter.as_str())
+                            && (m.update.spec.update.strategy == Strategy::Setters
+                                || unused.contains(repo_image))
+                        {
                             continue;
                         }
-                        let changed_here = mine.iter().any(|c| attributed(m, c).as_deref() == Some(name.as_str()));
+                        let changed_here = mine
+                            .iter()
+                            .any(|c| attributed(m, c).as_deref() == Some(name.as_str()));
                         written.insert(
                             name.clone(),
                             WrittenImage {
                                 policy: name.clone(),
                                 image: image.to_string(),
-                                commit: if changed_here { commit.clone().unwrap_or_else(|| head.clone()) } else { head.clone() },
+                                commit: if changed_here {
+                                    commit.clone().unwrap_or_else(|| head.clone())
+                                } else {
+                                    head.clone()
+                                },
                                 time: now.clone(),
                             },
                         );
@@ -466,12 +535,31 @@ impl Automation {
                         .cloned()
                         .collect();
                     let cond = match (&commit, mine.is_empty()) {
-                        (Some(c), false) => ready(true, "Pushed", &format!("pushed {} to {}", &c[..c.len().min(12)], branch.clone().unwrap_or_default())),
-                        _ if !m.waiting.is_empty() => ready(true, "UpToDate", &format!("Git holds every chosen image; waiting for {} to choose one", m.waiting.join(", "))),
+                        (Some(c), false) => ready(
+                            true,
+                            "Pushed",
+                            &format!(
+                                "pushed {} to {}",
+                                &c[..c.len().min(12)],
+                                branch.clone().unwrap_or_default()
+                            ),
+                        ),
+                        _ if !m.waiting.is_empty() => ready(
+                            true,
+                            "UpToDate",
+                            &format!(
+                                "Git holds every chosen image; waiting for {} to choose one",
+                                m.waiting.join(", ")
+                            ),
+                        ),
                         _ => ready(true, "UpToDate", "Git holds every chosen image"),
                     };
-                    let push = commit.clone().filter(|_| !mine.is_empty()).map(|c| (c, now.clone()));
-                    self.set_status(&m.update, mine_held, Some(written), cond, push).await;
+                    let push = commit
+                        .clone()
+                        .filter(|_| !mine.is_empty())
+                        .map(|c| (c, now.clone()));
+                    self.set_status(&m.update, mine_held, Some(written), cond, push)
+                        .await;
                     if let (Some(c), false) = (&commit, mine.is_empty()) {
                         self.audit(m, &mine, c, &report.written).await;
                     }
@@ -490,7 +578,15 @@ impl Automation {
         let ns = m.key.0.clone();
         let mut lines: Vec<String> = changes
             .iter()
-            .map(|c| format!("{}: {} {} -> {}", attributed(m, c).unwrap_or_default(), c.field, c.old, c.new))
+            .map(|c| {
+                format!(
+                    "{}: {} {} -> {}",
+                    attributed(m, c).unwrap_or_default(),
+                    c.field,
+                    c.old,
+                    c.new
+                )
+            })
             .collect();
         lines.dedup();
         let parent = match written {
@@ -507,13 +603,25 @@ impl Automation {
             actor: self.ctx.opts.identity.clone(),
             from_revision: parent,
             to_revision: commit.to_string(),
-            message: m.writing.values().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            message: m
+                .writing
+                .values()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             summary,
             result: "Succeeded".into(),
             details: lines.join("; "),
             ..Default::default()
         };
-        if let Err(e) = audit::append(&self.ctx.client, &ns, record, Some(m.update.object_ref(&()))).await {
+        if let Err(e) = audit::append(
+            &self.ctx.client,
+            &ns,
+            record,
+            Some(m.update.object_ref(&())),
+        )
+        .await
+        {
             tracing::warn!(update = %m.key.1, error = %e, "writing the audit record");
         }
     }
@@ -539,10 +647,16 @@ impl Automation {
             status.last_push_time = Some(time);
         }
         status.conditions = merge(&old.conditions, ready);
-        let api: Api<ImageUpdate> = Api::namespaced(self.ctx.client.clone(), &u.namespace().unwrap_or_default());
-        let patch = json!({"apiVersion": "capstan.dev/v1alpha1", "kind": "ImageUpdate", "status": status});
+        let api: Api<ImageUpdate> =
+            Api::namespaced(self.ctx.client.clone(), &u.namespace().unwrap_or_default());
+        let patch =
+            json!({"apiVersion": "capstan.dev/v1alpha1", "kind": "ImageUpdate", "status": status});
         if let Err(e) = api
-            .patch_status(&u.name_any(), &PatchParams::apply("capstan-controller").force(), &Patch::Apply(&patch))
+            .patch_status(
+                &u.name_any(),
+                &PatchParams::apply("capstan-controller").force(),
+                &Patch::Apply(&patch),
+            )
             .await
         {
             tracing::warn!(update = %u.name_any(), error = %e, "writing status");
@@ -567,24 +681,18 @@ fn attributed(m: &Member, c: &FieldChange) -> Option<String> {
 }
 
 fn vars(members: &[Member], updated: &Updated) -> Vars {
-    let tuples: Vec<(AppKey, BTreeMap<String, ImageRef>, BTreeMap<String, String>)> = members
-        .iter()
-        .map(|m| (m.key.clone(), m.writing.clone(), m.images.clone()))
-        .collect();
-    vars_from(&tuples, updated)
-}
-
-fn vars_from(
-    members: &[(AppKey, BTreeMap<String, ImageRef>, BTreeMap<String, String>)],
-    updated: &Updated,
-) -> Vars {
     let mut policies = BTreeMap::new();
-    for (_, writing, _) in members {
-        for (name, image) in writing {
+    for m in members {
+        for (name, image) in &m.writing {
             policies.insert(name.clone(), image.to_string());
         }
     }
-    let images: Vec<String> = policies.values().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    let images: Vec<String> = policies
+        .values()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let tags: Vec<String> = policies
         .values()
         .filter_map(|i| ImageRef::parse(i).ok().and_then(|r| r.tag))
@@ -592,7 +700,11 @@ fn vars_from(
         .into_iter()
         .collect();
     Vars {
-        update: members.iter().map(|(k, _, _)| k.1.clone()).collect::<Vec<_>>().join(","),
+        update: members
+            .iter()
+            .map(|m| m.key.1.clone())
+            .collect::<Vec<_>>()
+            .join(","),
         images,
         tags,
         policies,
@@ -618,13 +730,17 @@ pub(crate) fn ready(ok: bool, reason: &str, message: &str) -> Condition {
 pub(crate) fn merge(conditions: &[Condition], mut c: Condition) -> Vec<Condition> {
     let old = conditions.iter().find(|o| o.type_ == c.type_);
     c.last_transition_time = match old {
-        Some(o) if o.status == c.status => o.last_transition_time.clone().or_else(|| Some(crate::now())),
+        Some(o) if o.status == c.status => o
+            .last_transition_time
+            .clone()
+            .or_else(|| Some(crate::now())),
         _ => Some(crate::now()),
     };
-    let mut out: Vec<Condition> = conditions.iter().filter(|o| o.type_ != c.type_).cloned().collect();
+    let mut out: Vec<Condition> = conditions
+        .iter()
+        .filter(|o| o.type_ != c.type_)
+        .cloned()
+        .collect();
     out.insert(0, c);
     out
 }
-
-#[allow(dead_code)]
-fn _assert_send(_: HashMap<String, String>) {}

@@ -6,6 +6,7 @@
 //! ```
 //!
 //! - [`reference`]: image references as written (`name[:tag][@digest]`);
+//! - [`registry`]: a repository's tags (every page) and a tag's digest from a registry;
 //! - [`policy`]: the rules that pick one tag from a list (semver, alphabetical,
 //!   numerical, with an optional filter and extract), as Flux's ImagePolicy does;
 //! - [`edit`]: writing images into Kustomize `images:`, Helm values, plain manifests
@@ -16,6 +17,7 @@
 pub mod edit;
 pub mod policy;
 pub mod reference;
+pub mod registry;
 pub mod update;
 
 pub use reference::ImageRef;

@@ -41,7 +41,9 @@ pub enum RevertError {
         revision: String,
     },
     /// The revision is not in the branch's history.
-    #[error("revision {revision} is not in the history of branch {branch:?}: only what the branch deployed can be reverted to")]
+    #[error(
+        "revision {revision} is not in the history of branch {branch:?}: only what the branch deployed can be reverted to"
+    )]
     NotAnAncestor {
         /// The revision.
         revision: String,
@@ -69,21 +71,29 @@ pub enum RevertError {
 /// Revert, in `tree`, every commit since `target` that touched `path`.
 pub fn revert_path(tree: &WorkTree, target: &str, path: &str) -> Result<Reverted, RevertError> {
     let target_id = tree
-        .git(&["rev-parse", "--verify", "--quiet", &format!("{target}^{{commit}}")])
+        .git(&[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{target}^{{commit}}"),
+        ])
         .map_err(|_| RevertError::UnknownRevision {
             revision: target.to_string(),
         })?
         .trim()
         .to_string();
-    let (ancestor, _, _) =
-        tree.git_status(&["merge-base", "--is-ancestor", &target_id, "HEAD"])?;
+    let (ancestor, _, _) = tree.git_status(&["merge-base", "--is-ancestor", &target_id, "HEAD"])?;
     if !ancestor {
         return Err(RevertError::NotAnAncestor {
             revision: target_id,
             branch: tree.branch().to_string(),
         });
     }
-    let pathspec = if path.is_empty() || path == "." { "." } else { path };
+    let pathspec = if path.is_empty() || path == "." {
+        "."
+    } else {
+        path
+    };
     let list = tree.git(&[
         "rev-list",
         "--no-merges",

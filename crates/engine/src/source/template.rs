@@ -52,8 +52,7 @@ impl Template {
             message: describe(&e),
         };
         let t = env.template_from_str(&self.0).map_err(err)?;
-        t.render(minijinja::value::Serde(values))
-            .map_err(err)
+        t.render(minijinja::value::Serde(values)).map_err(err)
     }
 }
 
@@ -70,7 +69,10 @@ fn environment() -> minijinja::Environment<'static> {
 }
 
 fn describe(e: &minijinja::Error) -> String {
-    let mut text = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+    let mut text = e
+        .detail()
+        .map(str::to_string)
+        .unwrap_or_else(|| e.kind().to_string());
     if let Some(line) = e.line() {
         text = format!("line {line}: {text}");
     }
@@ -93,7 +95,11 @@ mod tests {
     #[test]
     fn a_syntax_error_or_an_unknown_variable_is_an_error() {
         let e = Template::parse("Update {{ app").unwrap_err();
-        assert!(e.to_string().starts_with("template \"Update {{ app\": line 1"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("template \"Update {{ app\": line 1"),
+            "{e}"
+        );
         let t = Template::parse("Update {{ aap }}").unwrap();
         let e = t.render(&serde_json::json!({"app": "web"})).unwrap_err();
         assert!(e.to_string().contains("undefined"), "{e}");

@@ -307,7 +307,12 @@ pub(crate) fn used(file: &EditableFile, out: &mut Vec<super::UsedImage>) {
     let Some(root) = doc.as_mapping() else {
         return;
     };
-    collect(&YamlNode::Mapping(root.clone()), &FieldPath::default(), &file.rel, out);
+    collect(
+        &YamlNode::Mapping(root.clone()),
+        &FieldPath::default(),
+        &file.rel,
+        out,
+    );
 }
 
 fn collect(node: &YamlNode, path: &FieldPath, file: &str, out: &mut Vec<super::UsedImage>) {

@@ -118,7 +118,11 @@ pub(crate) fn used(file: &EditableFile, out: &mut Vec<super::UsedImage>) {
             continue;
         };
         let mut found = Vec::new();
-        containers(&YamlNode::Mapping(root.clone()), &FieldPath::default(), &mut found);
+        containers(
+            &YamlNode::Mapping(root.clone()),
+            &FieldPath::default(),
+            &mut found,
+        );
         for (scalar, path) in found {
             let Ok(r) = ImageRef::parse(&scalar.as_string()) else {
                 continue;
