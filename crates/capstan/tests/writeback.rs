@@ -118,6 +118,17 @@ impl Git {
         self.repo.git(&["show", &format!("origin/{branch}:{path}")])
     }
 
+    /// The remote branch's head, fetched now.
+    fn head(&self, branch: &str) -> String {
+        self.repo.git(&[
+            "fetch",
+            "-q",
+            "origin",
+            &format!("+{branch}:refs/remotes/origin/{branch}"),
+        ]);
+        self.repo.rev_parse(&format!("origin/{branch}"))
+    }
+
     fn log(&self, branch: &str) -> Vec<String> {
         self.repo.git(&[
             "fetch",
@@ -207,7 +218,7 @@ fn set_image_commits_and_pushes_and_a_second_run_commits_nothing() {
         "--message",
         "prod: web {{ tag }}",
     ]));
-    let head = g.repo.rev_parse("origin/main");
+    let head = g.head("main");
     assert!(
         out.ends_with(&format!(
             "pushed {} to main (1 field(s) in 1 file(s))\n",
@@ -257,10 +268,7 @@ fn set_image_to_a_push_branch_named_by_a_template_leaves_the_base_alone() {
         g.remote("capstan/prod-1.5.0", "envs/prod/kustomization.yaml"),
         KUSTOMIZATION.replace("\"1.4.1\"", "\"1.5.0\"")
     );
-    assert_eq!(
-        v["commit"].as_str().unwrap(),
-        g.repo.rev_parse("origin/capstan/prod-1.5.0")
-    );
+    assert_eq!(v["commit"].as_str().unwrap(), g.head("capstan/prod-1.5.0"));
 }
 
 #[test]
@@ -278,7 +286,7 @@ fn set_image_signs_the_commit_with_an_ssh_key() {
         "--sign-key",
         key.key().to_str().unwrap(),
     ]));
-    let head = g.repo.rev_parse("origin/main");
+    let head = g.head("main");
     let mut verify = key.verify_command();
     verify
         .current_dir(g.repo.work_path())
@@ -691,12 +699,13 @@ fn a_revert_that_conflicts_is_named_and_nothing_is_pushed() {
     let both = repo.commit("web: green, team-b");
     repo.write("shared/team.yaml", "owner: team-c\n");
     repo.commit("team-c");
+    let kc = cluster.kubeconfig_path().to_str().unwrap().to_string();
+    let cache = tempfile::tempdir().unwrap();
+    ok(&capstan(&["install", "--kubeconfig", &kc], cache.path()));
     cluster.apply(&format!(
         "apiVersion: capstan.dev/v1alpha1\nkind: Application\nmetadata:\n  name: web\n  namespace: apps\nspec:\n  source:\n    repoURL: {}\n    targetRevision: main\n    path: apps/web\n  destination:\n    namespace: web\n",
         server.url("env.git")
     ));
-    let kc = cluster.kubeconfig_path().to_str().unwrap().to_string();
-    let cache = tempfile::tempdir().unwrap();
     let before = repo.rev_parse("HEAD");
     let out = capstan(
         &[

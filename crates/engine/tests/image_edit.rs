@@ -355,7 +355,7 @@ fn a_missing_kustomize_entry_is_added_as_kustomize_edit_set_image_would() {
     assert_eq!(out.changes.len(), 2);
     // and a Kustomization without `images:` gets the list
     let repo = repo_with(&[("k/kustomization.yaml", "resources:\n- app.yaml\n")]);
-    edit::apply(repo.path(), Path::new("k"), &plan(&["nginx:1.27"])).unwrap();
+    edit::apply(repo.path(), Path::new("k"), &plan(&["nginx=nginx:1.27"])).unwrap();
     let text = std::fs::read_to_string(repo.path().join("k/kustomization.yaml")).unwrap();
     assert!(text.starts_with("resources:\n- app.yaml\n"), "{text}");
     let doc: Value = serde_saphyr::from_str(&text).unwrap();

@@ -86,6 +86,8 @@ fn plan_from(
             rename: new.name != u.image,
             image: u.image,
             new,
+            // the entry FROM has, TO gets too
+            named: true,
         });
     }
     Ok((

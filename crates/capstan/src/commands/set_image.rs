@@ -24,8 +24,8 @@ Templates (--message, --push-branch) are Jinja: {{ app }} (--app, default the la
 new reference), {{ path }}, {{ branch }}; --message also has {{ changes }} (each with file, \
 object, field, old, new, by) and {{ files }}.
 
-Where an image is written: Kustomize images entries (added to the Kustomization at the path \
-when none matches, as `kustomize edit set image` does), Helm values (a --helm-key, or a \
+Where an image is written: Kustomize images entries (for IMAGE=REF, added to the \
+Kustomization at the path when none matches, as `kustomize edit set image` does), Helm values (a --helm-key, or a \
 mapping with `repository` and `tag`), container images of plain manifests, and Flux setter \
 markers (# {\"$imagepolicy\": \"NS:NAME\"}) for --policy values. Only the changed values \
 change in the files: comments, order, quoting and layout stay.";

@@ -399,6 +399,7 @@ impl Automation {
                         image: repo_image.clone(),
                         new: image.clone(),
                         rename: false,
+                        named: false,
                     });
                     for h in spec.helm.iter().filter(|h| h.policy == *name) {
                         plan.helm.push(HelmTarget {

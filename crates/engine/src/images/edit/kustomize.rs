@@ -34,11 +34,12 @@ fn is_kustomization(file: &str, doc: &yaml_edit::Document) -> bool {
             )
 }
 
-/// Set `images` in the Kustomizations of `file`; returns whether it holds one.
+/// Set `images` in the Kustomizations of `file`, adding an entry for those of
+/// `addable` no entry matches; returns whether it holds one.
 pub(crate) fn apply(
     file: &mut EditableFile,
     images: &[ImageSetting],
-    add_missing: bool,
+    addable: &[&ImageSetting],
     changes: &mut Vec<FieldChange>,
     used: &mut BTreeSet<String>,
 ) -> Result<bool, EditError> {
@@ -51,7 +52,10 @@ pub(crate) fn apply(
         let Some(root) = doc.as_mapping() else {
             continue;
         };
-        let object = object_of(&doc);
+        let mut object = object_of(&doc);
+        if object.kind.is_empty() {
+            object.kind = "Kustomization".into();
+        }
         let list_path = FieldPath::default().key("images");
         let entries = match root.get("images") {
             None => None,
@@ -133,7 +137,7 @@ pub(crate) fn apply(
             }
             if matched {
                 used.insert(setting.image.clone());
-            } else if add_missing {
+            } else if addable.iter().any(|a| a.image == setting.image) {
                 add_entry(
                     file,
                     index,

@@ -139,3 +139,33 @@ pub(crate) fn used(file: &EditableFile, out: &mut Vec<super::UsedImage>) {
         }
     }
 }
+
+/// The images of `images` that container images in `file` use (nothing is edited).
+pub(crate) fn uses(file: &EditableFile, images: &[ImageSetting]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, doc) in file.documents() {
+        if object_of(&doc).kind.is_empty() {
+            continue;
+        }
+        let Some(root) = doc.as_mapping() else {
+            continue;
+        };
+        let mut found = Vec::new();
+        containers(
+            &YamlNode::Mapping(root.clone()),
+            &FieldPath::default(),
+            &mut found,
+        );
+        for (scalar, _) in found {
+            if let Ok(current) = ImageRef::parse(&scalar.as_string()) {
+                out.extend(
+                    images
+                        .iter()
+                        .filter(|s| s.matches(&current.name))
+                        .map(|s| s.image.clone()),
+                );
+            }
+        }
+    }
+    out
+}

@@ -45,6 +45,12 @@ pub struct ImageSetting {
     pub new: ImageRef,
     /// Whether the name is replaced as well (`IMAGE=REF` with a different name).
     pub rename: bool,
+    /// Given as `IMAGE=REF`: the Kustomization at the path gets an entry for IMAGE when
+    /// none matches, as `kustomize edit set image` does. A bare `REF` only changes what
+    /// already uses REF's repository (an entry is added only for an image the
+    /// Kustomization's own resources use), so a misspelt image is an error, not a new
+    /// entry.
+    pub named: bool,
 }
 
 impl ImageSetting {
@@ -63,6 +69,7 @@ impl ImageSetting {
                     image: image.to_string(),
                     new,
                     rename,
+                    named: true,
                 })
             }
             None => {
@@ -71,6 +78,7 @@ impl ImageSetting {
                     image: new.name.clone(),
                     new,
                     rename: false,
+                    named: false,
                 })
             }
         }
@@ -329,6 +337,11 @@ pub fn apply(root: &Path, path: &Path, plan: &EditPlan) -> Result<EditOutcome, E
             });
         }
     }
+    // the Kustomization at the path comes last: whether it gets new entries depends on
+    // what its resources use
+    let mut candidates = candidates;
+    candidates.sort_by_key(|c| c.top_kustomization);
+    let mut resource_uses: BTreeSet<String> = BTreeSet::new();
     for c in &candidates {
         let text = std::fs::read_to_string(&c.real).map_err(|source| EditError::Io {
             path: c.rel.clone(),
@@ -349,15 +362,21 @@ pub fn apply(root: &Path, path: &Path, plan: &EditPlan) -> Result<EditOutcome, E
                 .collect();
             helm::apply(&mut file, &plan.images, &targets, &mut changes, &mut used)?;
         } else {
-            let kustomization = kustomize::apply(
-                &mut file,
-                &plan.images,
-                c.top_kustomization && plan.add_kustomize_entries,
-                &mut changes,
-                &mut used,
-            )?;
+            let addable: Vec<&ImageSetting> = if c.top_kustomization && plan.add_kustomize_entries {
+                plan.images
+                    .iter()
+                    .filter(|s| s.named || resource_uses.contains(&s.image))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let kustomization =
+                kustomize::apply(&mut file, &plan.images, &addable, &mut changes, &mut used)?;
             if !kustomization && !c.in_kustomize_dir {
                 manifest::apply(&mut file, &plan.images, &mut changes, &mut used)?;
+            } else if !kustomization {
+                // a resource of a Kustomization: its images are the Kustomization's to set
+                resource_uses.extend(manifest::uses(&file, &plan.images));
             }
         }
         if let Some(new) = file.finish()? {
