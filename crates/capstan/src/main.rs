@@ -97,7 +97,11 @@ async fn install(cmd: InstallCommand) -> anyhow::Result<ExitCode> {
     capstan_controller::install::install_crds(&client)
         .await
         .context("installing the CRDs")?;
-    eprintln!("CRDs installed: applications.capstan.dev, auditrecords.capstan.dev");
+    let names: Vec<String> = capstan_controller::install::crds()
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    eprintln!("CRDs installed: {}", names.join(", "));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -42,6 +42,13 @@ pub struct ControllerCommand {
     /// Do not install or update the CRDs at start.
     #[arg(long)]
     skip_crds: bool,
+    /// Scan interval of ImageRepositories that set none.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    image_scan_interval: Duration,
+    /// After an ImagePolicy chose a new image, wait this long (and for scans in flight)
+    /// before writing, so images that change together share a commit.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    image_update_settle: Duration,
 }
 
 /// The options a `controller` command line asks for.
@@ -51,6 +58,11 @@ pub fn options(cmd: &ControllerCommand) -> ControllerOptions {
         watch_namespace: cmd.watch_namespace.clone(),
         concurrency: cmd.concurrency.max(1),
         default_interval: cmd.interval,
+        images: capstan_controller::images::ImageOptions {
+            scan_interval: cmd.image_scan_interval,
+            settle: cmd.image_update_settle,
+            ..Default::default()
+        },
         ..Default::default()
     };
     if let Some(id) = &cmd.identity {
