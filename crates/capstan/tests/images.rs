@@ -57,9 +57,15 @@ impl Env {
         let cluster = TestCluster::start();
         // the CRDs first, so the test's objects can be applied before a controller runs
         let mut install = Command::new(env!("CARGO_BIN_EXE_capstan"));
-        install.args(["install", "--kubeconfig"]).arg(cluster.kubeconfig_path());
+        install
+            .args(["install", "--kubeconfig"])
+            .arg(cluster.kubeconfig_path());
         let out = capstan_testkit::process::run(install, None, Duration::from_secs(60));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         cluster.apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n");
         Env {
             cluster,
@@ -459,4 +465,177 @@ fn an_invalid_policy_or_update_is_named_in_its_status() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = Path::new(".");
+}
+
+#[test]
+fn registry_credentials_digest_pinning_exclusions_the_images_strategy_and_a_signed_commit() {
+    use capstan_testkit::signing::SshSigningKey;
+    let registry = RegistryServer::start(RegistryAuth::basic("puller", "pull-s3cret"));
+    registry.push_image("shop", "1.0.0");
+    registry.push_image("shop", "sha256-0123.sig");
+    let image = registry.image("shop");
+    let root = tempfile::tempdir().unwrap();
+    let repo = TestRepo::create(root.path(), "env.git");
+    // no setter markers: the Images strategy finds the Kustomize entry by its repository
+    let kustomization = format!(
+        "resources:\n  - deploy.yaml\nimages:\n  - name: {image}\n    newTag: 1.0.0 # pinned by CI\n"
+    );
+    repo.write("apps/shop/kustomization.yaml", &kustomization);
+    repo.write(
+        "apps/shop/deploy.yaml",
+        format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: shop\nspec:\n  selector:\n    matchLabels: {{app: shop}}\n  template:\n    metadata:\n      labels: {{app: shop}}\n    spec:\n      containers:\n      - name: shop\n        image: {image}:0.0.1\n"),
+    );
+    repo.commit("shop");
+    let server = GitServer::start(root.path(), None).unwrap();
+    let cluster = TestCluster::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = SshSigningKey::generate(keys.path(), "bot@capstan.invalid");
+    let e = Env {
+        cluster,
+        registry,
+        server,
+        repo,
+        _root: root,
+        state: tempfile::tempdir().unwrap(),
+    };
+    let mut install = Command::new(env!("CARGO_BIN_EXE_capstan"));
+    install
+        .args(["install", "--kubeconfig"])
+        .arg(e.cluster.kubeconfig_path());
+    assert!(
+        capstan_testkit::process::run(install, None, Duration::from_secs(60))
+            .status
+            .success()
+    );
+    let auth = base64_encode("puller:pull-s3cret");
+    let docker_config = format!(
+        "{{\"auths\":{{\"{}\":{{\"auth\":\"{auth}\"}}}}}}",
+        e.registry.host()
+    );
+    let signing = std::fs::read_to_string(key.key()).unwrap();
+    let indented: String = signing.lines().map(|l| format!("    {l}\n")).collect();
+    e.cluster.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: pull\n  namespace: apps\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{docker_config}'\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: signing\n  namespace: apps\nstringData:\n  ssh-privatekey: |\n{indented}---\napiVersion: capstan.dev/v1alpha1\nkind: Application\nmetadata:\n  name: shop\n  namespace: apps\nspec:\n  source:\n    repoURL: {url}\n    targetRevision: main\n    path: apps/shop\n  destination:\n    namespace: web\n  interval: 1h\n  syncPolicy:\n    automated: {{}}\n---\napiVersion: capstan.dev/v1alpha1\nkind: ImageRepository\nmetadata:\n  name: shop\n  namespace: apps\nspec:\n  image: {image}\n  insecure: true\n  secretRef: {{name: pull}}\n---\napiVersion: capstan.dev/v1alpha1\nkind: ImagePolicy\nmetadata:\n  name: shop\n  namespace: apps\nspec:\n  imageRepositoryRef: {{name: shop}}\n  policy:\n    alphabetical: {{order: asc}}\n  digestReflectionPolicy: Always\n---\napiVersion: capstan.dev/v1alpha1\nkind: ImageUpdate\nmetadata:\n  name: env\n  namespace: apps\nspec:\n  git:\n    repoURL: {url}\n    branch: main\n    commit:\n      author: {{name: Capstan Bot, email: bot@capstan.invalid}}\n      signingKey: {{secretRef: {{name: signing}}}}\n  update:\n    path: apps\n    strategy: Images\n  interval: 3s\n",
+        url = e.server.url("env.git"),
+    ));
+    let _c = e.controller("a");
+    // the .sig tag is left out by the default exclusion list, so alphabetical picks 1.0.0
+    e.eventually(
+        "the first scan with credentials",
+        Duration::from_secs(60),
+        || e.get("imagerepositories", "shop")["status"]["lastScanResult"]["tagCount"] == 1,
+    );
+    let digest = e.registry.push_image("shop", "1.1.0");
+    e.eventually("shop runs 1.1.0 by digest", Duration::from_secs(60), || {
+        e.running_image("shop") == format!("{image}:1.1.0@{digest}")
+    });
+    assert_eq!(
+        e.get("imagepolicies", "shop")["status"]["latestRef"]["digest"],
+        digest.as_str()
+    );
+    e.repo.git(&["pull", "-q", "--ff-only", "origin", "main"]);
+    assert_eq!(
+        std::fs::read_to_string(e.repo.work_path().join("apps/shop/kustomization.yaml")).unwrap(),
+        format!(
+            "resources:\n  - deploy.yaml\nimages:\n  - name: {image}\n    newTag: 1.1.0 # pinned by CI\n    digest: {digest}\n"
+        )
+    );
+    let head = e.repo.rev_parse("HEAD");
+    let mut verify = key.verify_command();
+    verify
+        .current_dir(e.repo.work_path())
+        .args(["verify-commit", &head]);
+    let out = capstan_testkit::process::run(verify, None, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "the write-back is signed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_malformed_file_under_the_update_path_is_named_and_nothing_is_pushed() {
+    let e = Env::new(&["web"]);
+    e.repo.write(
+        "apps/broken.yaml",
+        "kind: ConfigMap\nmetadata: {name: x\n# {\"$imagepolicy\": \"apps:web\"}\n",
+    );
+    e.repo.commit("a broken file");
+    let _c = e.controller("a");
+    e.automate(&["web"], "");
+    e.registry.push_image("web", "1.1.0");
+    e.eventually(
+        "the update fails naming the file",
+        Duration::from_secs(60),
+        || {
+            cond(&e.get("imageupdates", "env"), "Ready").is_some_and(|c| {
+                c["reason"] == "EditFailed"
+                    && c["message"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("apps/broken.yaml: not valid YAML")
+            })
+        },
+    );
+    assert_eq!(
+        e.log(),
+        ["a broken file", "apps at 1.0.0"],
+        "nothing pushed"
+    );
+}
+
+#[test]
+fn images_select_reads_an_images_tags_from_its_registry() {
+    let registry = RegistryServer::start(RegistryAuth::basic("u", "p4ss"));
+    for t in ["1.0.0", "1.2.0", "1.10.0", "2.0.0-rc.1"] {
+        registry.push_image("app", t);
+    }
+    let image = registry.image("app");
+    let cache = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_capstan"));
+    cmd.args([
+        "images",
+        "select",
+        "--semver",
+        "1.x",
+        "--image",
+        &image,
+        "--insecure",
+        "--registry-username",
+        "u",
+    ])
+    .env("CAPSTAN_REGISTRY_PASSWORD", "p4ss")
+    .env("CAPSTAN_CACHE_DIR", cache.path());
+    let out = capstan_testkit::process::run(cmd, None, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1.10.0\n");
+    // without credentials: a clear error naming the image, exit 2
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_capstan"));
+    cmd.args([
+        "images",
+        "select",
+        "--semver",
+        "1.x",
+        "--image",
+        &image,
+        "--insecure",
+    ])
+    .env_remove("CAPSTAN_REGISTRY_PASSWORD")
+    .env("CAPSTAN_CACHE_DIR", cache.path());
+    let out = capstan_testkit::process::run(cmd, None, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&image),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn base64_encode(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
