@@ -80,6 +80,35 @@ pub async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<(), k
     Ok(())
 }
 
+/// Write the whole `status` of `obj` by server-side apply as the controller's field
+/// manager: fields the controller no longer sets (a cleared message, a resolved
+/// condition) are removed, which a merge patch would leave behind. A failure is
+/// logged; the next reconcile writes again.
+pub(crate) async fn apply_status<K>(client: &kube::Client, obj: &K, status: &impl serde::Serialize)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    if let Err(e) = api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply("capstan-controller").force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        tracing::warn!(kind = %K::kind(&()), object = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), error = %e, "writing status");
+    }
+}
+
 /// How the controller runs.
 #[derive(Debug, Clone)]
 pub struct ControllerOptions {

@@ -147,21 +147,22 @@ pub async fn run(cmd: RevertCommand) -> anyhow::Result<ExitCode> {
     })
     .with_context(|| format!("reverting {ns}/{} in {}", cmd.name, src.display_url()))?;
     let reverted = &report.edit;
+    let json = |commit: Option<&str>, sync: Option<(&str, &str)>| {
+        serde_json::to_string_pretty(&JsonOut {
+            target: &reverted.target,
+            commits: &reverted.commits,
+            commit,
+            sync,
+        })
+        .unwrap_or_default()
+    };
     let Written::Pushed { commit, branch, .. } = &report.written else {
         let text = format!(
             "nothing to revert: {path} has not changed since {}",
             &reverted.target[..reverted.target.len().min(12)]
         );
         match cmd.output {
-            Format::Json => crate::outln!(
-                "{}",
-                serde_json::to_string_pretty(&JsonOut {
-                    target: &reverted.target,
-                    commits: &reverted.commits,
-                    commit: None,
-                    sync: None
-                })?
-            ),
+            Format::Json => crate::outln!("{}", json(None, None)),
             _ => crate::outln!("{text}"),
         }
         return Ok(ExitCode::SUCCESS);
@@ -195,29 +196,13 @@ pub async fn run(cmd: RevertCommand) -> anyhow::Result<ExitCode> {
         if !matches!(cmd.output, Format::Json) {
             eprintln!("sync of {ns}/{} requested", cmd.name);
         } else {
-            crate::outln!(
-                "{}",
-                serde_json::to_string_pretty(&JsonOut {
-                    target: &reverted.target,
-                    commits: &reverted.commits,
-                    commit: Some(commit),
-                    sync: None
-                })?
-            );
+            crate::outln!("{}", json(Some(commit), None));
         }
         return Ok(ExitCode::SUCCESS);
     }
     let (phase, msg) = wait_for(&api, &cmd.name, &req.id, cmd.timeout).await?;
     match cmd.output {
-        Format::Json => crate::outln!(
-            "{}",
-            serde_json::to_string_pretty(&JsonOut {
-                target: &reverted.target,
-                commits: &reverted.commits,
-                commit: Some(commit),
-                sync: Some((&phase, &msg))
-            })?
-        ),
+        Format::Json => crate::outln!("{}", json(Some(commit), Some((&phase, &msg)))),
         _ => crate::outln!("{ns}/{}: {phase}: {msg}; automated sync stays on", cmd.name),
     }
     Ok(if phase == "Succeeded" {

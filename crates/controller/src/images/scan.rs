@@ -11,9 +11,8 @@ use std::time::Duration;
 use capstan_engine::images::reference::normalized_repository;
 use capstan_engine::images::registry::{Credentials, registry_host};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 
 use super::crd::{DEFAULT_EXCLUSION, ImageRepository, ImageRepositoryStatus, ScanResult};
 use super::write::{merge, ready};
@@ -167,20 +166,6 @@ impl Automation {
         if status == old {
             return;
         }
-        let api: Api<ImageRepository> = Api::namespaced(
-            self.ctx.client.clone(),
-            &repo.namespace().unwrap_or_default(),
-        );
-        let patch = json!({"apiVersion": "capstan.dev/v1alpha1", "kind": "ImageRepository", "status": status});
-        if let Err(e) = api
-            .patch_status(
-                &repo.name_any(),
-                &PatchParams::apply("capstan-controller").force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-        {
-            tracing::warn!(repository = %repo.name_any(), error = %e, "writing status");
-        }
+        crate::apply_status(&self.ctx.client, repo, &status).await;
     }
 }

@@ -2,9 +2,7 @@
 
 use capstan_engine::images::ImageRef;
 use capstan_engine::images::policy::{TagFilter, TagPolicy};
-use kube::api::{Api, Patch, PatchParams};
-use kube::{Resource, ResourceExt};
-use serde_json::json;
+use kube::Resource;
 use tokio::time::Instant;
 
 use super::crd::{DigestReflection, ImagePolicy, ImagePolicyStatus, ImageRefStatus};
@@ -176,21 +174,6 @@ impl Automation {
         if status == old {
             return;
         }
-        let api: Api<ImagePolicy> = Api::namespaced(
-            self.ctx.client.clone(),
-            &policy.namespace().unwrap_or_default(),
-        );
-        let patch =
-            json!({"apiVersion": "capstan.dev/v1alpha1", "kind": "ImagePolicy", "status": status});
-        if let Err(e) = api
-            .patch_status(
-                &policy.name_any(),
-                &PatchParams::apply("capstan-controller").force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-        {
-            tracing::warn!(policy = %policy.name_any(), error = %e, "writing status");
-        }
+        crate::apply_status(&self.ctx.client, policy, &status).await;
     }
 }

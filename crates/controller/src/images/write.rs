@@ -27,10 +27,9 @@ use capstan_engine::source::{
     GitCache, GitSource, Identity, SigningKey, WriteOptions, WriteReport, Written,
 };
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
-use serde_json::json;
 
 use super::crd::{HeldBack, ImageUpdate, ImageUpdateStatus, Strategy, WrittenImage};
 use super::{Automation, Pushed, interval, key_of};
@@ -648,20 +647,7 @@ impl Automation {
             status.last_push_time = Some(time);
         }
         status.conditions = merge(&old.conditions, ready);
-        let api: Api<ImageUpdate> =
-            Api::namespaced(self.ctx.client.clone(), &u.namespace().unwrap_or_default());
-        let patch =
-            json!({"apiVersion": "capstan.dev/v1alpha1", "kind": "ImageUpdate", "status": status});
-        if let Err(e) = api
-            .patch_status(
-                &u.name_any(),
-                &PatchParams::apply("capstan-controller").force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-        {
-            tracing::warn!(update = %u.name_any(), error = %e, "writing status");
-        }
+        crate::apply_status(&self.ctx.client, u, &status).await;
     }
 }
 

@@ -29,9 +29,8 @@ use capstan_engine::inventory::InventoryStore;
 use capstan_engine::plan::{self, Plan, PlanOptions};
 use capstan_engine::render::DesiredObject;
 use capstan_engine::source::GitSource;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 
 pub use finalize::{DELETE_RESOURCES_FINALIZER, finalize};
 pub use memory::AppMemory;
@@ -82,28 +81,8 @@ pub async fn reconcile(
     if unchanged && matches!(trigger, Trigger::Interval | Trigger::Drift) {
         return next;
     }
-    write_status(&app, &report.status, ctx).await;
+    crate::apply_status(&ctx.client, app.as_ref(), &report.status).await;
     next
-}
-
-/// Server-side apply of the whole status: fields the controller no longer sets (a
-/// cleared message, a resolved condition) are removed, which a merge patch would
-/// leave behind.
-async fn write_status(app: &Application, status: &ApplicationStatus, ctx: &Context) {
-    let ns = app.namespace().unwrap_or_default();
-    let api: Api<Application> = Api::namespaced(ctx.client.clone(), &ns);
-    let patch =
-        json!({"apiVersion": "capstan.dev/v1alpha1", "kind": "Application", "status": status});
-    if let Err(e) = api
-        .patch_status(
-            &app.name_any(),
-            &PatchParams::apply("capstan-controller").force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-    {
-        tracing::warn!(app = %format!("{ns}/{}", app.name_any()), error = %e, "writing status");
-    }
 }
 
 /// Status to write, and facts for the scheduler.

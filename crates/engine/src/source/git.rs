@@ -85,19 +85,17 @@ impl GitSource {
 }
 
 pub(crate) fn strip_userinfo(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('/') {
-            Some((authority, path)) => {
-                let host = authority
-                    .rsplit_once('@')
-                    .map(|(_, h)| h)
-                    .unwrap_or(authority);
-                format!("{scheme}://{host}/{path}")
-            }
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    // the authority ends at the path, the query or the fragment
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
+    format!("{scheme}://{host}{tail}")
 }
 
 /// What went wrong with a Git source. Every variant names the repository.
@@ -512,27 +510,33 @@ fn describe(e: &dyn std::error::Error, auth: &GitAuth) -> String {
         || all.contains("401")
         || all.contains("Unauthenticated")
     {
-        return match auth {
-            GitAuth::None => {
-                "authentication required: the server asks for credentials and none were given"
-                    .into()
-            }
-            GitAuth::Basic { username, .. } => format!(
-                "authentication failed: the server refused the credentials of user {username:?}"
-            ),
-            GitAuth::SshKey { key, .. } => format!(
-                "authentication failed: the SSH server refused the key {}",
-                key.display()
-            ),
-        };
+        return auth_failure(auth);
     }
     all
+}
+
+/// What a refused login means, for the credentials that were given.
+pub(crate) fn auth_failure(auth: &GitAuth) -> String {
+    match auth {
+        GitAuth::None => {
+            "authentication required: the server asks for credentials and none were given".into()
+        }
+        GitAuth::Basic { username, .. } => format!(
+            "authentication failed: the server refused the credentials of user {username:?}"
+        ),
+        GitAuth::SshKey { key, .. } => format!(
+            "authentication failed: the SSH server refused the key {}",
+            key.display()
+        ),
+    }
 }
 
 /// Whether an http(s) URL points at this machine.
 pub(crate) fn is_loopback(url: &str) -> bool {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let authority = rest.split('/').next().unwrap_or("");
+    // the authority ends at the path, the query or the fragment: in
+    // `http://evil.example?@127.0.0.1/` the host is evil.example
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host_port = authority
         .rsplit_once('@')
         .map(|(_, h)| h)
@@ -905,6 +909,12 @@ mod tests {
             "https://example.com/org/app.git"
         );
         assert_eq!(strip_userinfo("file:///srv/app.git"), "file:///srv/app.git");
+        assert_eq!(
+            strip_userinfo("http://evil.example?@127.0.0.1/x"),
+            "http://evil.example?@127.0.0.1/x",
+            "a @ in the query is not userinfo"
+        );
+        assert_eq!(strip_userinfo("https://u:p@host"), "https://host");
         let a =
             GitCache::new("/c").repo_dir(&GitSource::new("https://u:p@example.com/org/app.git"));
         let b = GitCache::new("/c").repo_dir(&GitSource::new("https://example.com/org/app.git"));
@@ -924,6 +934,8 @@ mod tests {
         assert!(is_loopback("http://u:p@localhost/app.git"));
         assert!(is_loopback("http://[::1]:99/x"));
         assert!(!is_loopback("http://git.example.com/app.git"));
+        assert!(!is_loopback("http://evil.example?@127.0.0.1/app.git"));
+        assert!(!is_loopback("http://evil.example#@127.0.0.1/app.git"));
         let cache = GitCache::new(tempfile::tempdir().unwrap().path());
         let src = GitSource {
             url: "http://git.example.com/app.git".into(),

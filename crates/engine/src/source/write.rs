@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::git::{GitAuth, GitCache, GitSource, is_loopback, redact, strip_userinfo};
+use super::git::{GitAuth, GitCache, GitSource, auth_failure, is_loopback, redact, strip_userinfo};
 
 /// Who a commit is by: `Name <email>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -907,19 +907,7 @@ fn git_message(stderr: &str, auth: &GitAuth) -> String {
         || lower.contains("returned error: 401")
         || lower.contains("permission denied (publickey")
     {
-        return match auth {
-            GitAuth::None => {
-                "authentication required: the server asks for credentials and none were given"
-                    .into()
-            }
-            GitAuth::Basic { username, .. } => format!(
-                "authentication failed: the server refused the credentials of user {username:?}"
-            ),
-            GitAuth::SshKey { key, .. } => format!(
-                "authentication failed: the SSH server refused the key {}",
-                key.display()
-            ),
-        };
+        return auth_failure(auth);
     }
     if lower.contains("returned error: 403") {
         return format!(
@@ -1044,7 +1032,8 @@ fn openpgp_keyring(
     Ok((home, fingerprint))
 }
 
-fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Write `contents` to a file only its owner can read (keys, passphrases).
+pub fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

@@ -8,24 +8,29 @@ use yaml_edit::{Scalar, YamlNode};
 
 use super::helm::written;
 use super::yaml::{EditableFile, FieldPath, item_name};
-use super::{EditError, FieldChange, ImageSetting, ObjectId, object_of};
+use super::{EditError, FieldChange, ImageSetting, ObjectId, UsedImage, object_of};
 use crate::images::reference::ImageRef;
 
 const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
 
-/// Set `images` in the objects of `file`.
-pub(crate) fn apply(
-    file: &mut EditableFile,
-    images: &[ImageSetting],
-    changes: &mut Vec<FieldChange>,
-    used: &mut BTreeSet<String>,
-) -> Result<(), EditError> {
-    for (index, doc) in file.documents() {
-        let object = object_of(&doc);
+/// A container's image in a file: its document, object, value and path.
+struct ContainerImage {
+    doc: usize,
+    object: ObjectId,
+    scalar: Scalar,
+    path: FieldPath,
+    image: ImageRef,
+}
+
+/// Every container image of the objects in `file` that reads as a reference.
+fn container_images(file: &EditableFile) -> Vec<ContainerImage> {
+    let mut out = Vec::new();
+    for (doc, d) in file.documents() {
+        let object = object_of(&d);
         if object.kind.is_empty() {
             continue;
         }
-        let Some(root) = doc.as_mapping() else {
+        let Some(root) = d.as_mapping() else {
             continue;
         };
         let mut found = Vec::new();
@@ -35,43 +40,72 @@ pub(crate) fn apply(
             &mut found,
         );
         for (scalar, path) in found {
-            let Ok(current) = ImageRef::parse(&scalar.as_string()) else {
-                continue;
-            };
-            for setting in images.iter().filter(|s| s.matches(&current.name)) {
-                used.insert(setting.image.clone());
-                let value = written(Some(&current), setting).to_string();
-                record(
-                    file, index, &scalar, &path, &value, &object, setting, changes,
-                )?;
+            if let Ok(image) = ImageRef::parse(&scalar.as_string()) {
+                out.push(ContainerImage {
+                    doc,
+                    object: object.clone(),
+                    scalar,
+                    path,
+                    image,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Set `images` in the objects of `file`.
+pub(crate) fn apply(
+    file: &mut EditableFile,
+    images: &[ImageSetting],
+    changes: &mut Vec<FieldChange>,
+    used: &mut BTreeSet<String>,
+) -> Result<(), EditError> {
+    for c in container_images(file) {
+        for setting in images.iter().filter(|s| s.matches(&c.image.name)) {
+            used.insert(setting.image.clone());
+            let value = written(Some(&c.image), setting).to_string();
+            if let Some(old) = file.set_scalar(c.doc, &c.scalar, &c.path, &value)? {
+                changes.push(FieldChange {
+                    file: file.rel.clone(),
+                    object: c.object.clone(),
+                    field: c.path.to_string(),
+                    old,
+                    new: value,
+                    by: setting.image.clone(),
+                });
             }
         }
     }
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn record(
-    file: &mut EditableFile,
-    doc: usize,
-    scalar: &Scalar,
-    path: &FieldPath,
-    value: &str,
-    object: &ObjectId,
-    setting: &ImageSetting,
-    changes: &mut Vec<FieldChange>,
-) -> Result<(), EditError> {
-    if let Some(old) = file.set_scalar(doc, scalar, path, value)? {
-        changes.push(FieldChange {
+/// The images of `images` that container images in `file` use (nothing is edited).
+pub(crate) fn uses(file: &EditableFile, images: &[ImageSetting]) -> Vec<String> {
+    container_images(file)
+        .iter()
+        .flat_map(|c| {
+            images
+                .iter()
+                .filter(|s| s.matches(&c.image.name))
+                .map(|s| s.image.clone())
+        })
+        .collect()
+}
+
+/// The container images of `file` pinned to a tag or digest.
+pub(crate) fn used(file: &EditableFile, out: &mut Vec<UsedImage>) {
+    for c in container_images(file) {
+        if c.image.tag.is_none() && c.image.digest.is_none() {
+            continue;
+        }
+        out.push(UsedImage {
+            image: c.image.name.clone(),
+            reference: c.image.to_string(),
             file: file.rel.clone(),
-            object: object.clone(),
-            field: path.to_string(),
-            old,
-            new: value.to_string(),
-            by: setting.image.clone(),
+            field: c.path.to_string(),
         });
     }
-    Ok(())
 }
 
 /// The `image` scalars of every container list under `node`.
@@ -106,66 +140,4 @@ fn containers(node: &YamlNode, path: &FieldPath, out: &mut Vec<(Scalar, FieldPat
         }
         _ => {}
     }
-}
-
-/// The container images of the objects in `file`.
-pub(crate) fn used(file: &EditableFile, out: &mut Vec<super::UsedImage>) {
-    for (_, doc) in file.documents() {
-        if object_of(&doc).kind.is_empty() {
-            continue;
-        }
-        let Some(root) = doc.as_mapping() else {
-            continue;
-        };
-        let mut found = Vec::new();
-        containers(
-            &YamlNode::Mapping(root.clone()),
-            &FieldPath::default(),
-            &mut found,
-        );
-        for (scalar, path) in found {
-            let Ok(r) = ImageRef::parse(&scalar.as_string()) else {
-                continue;
-            };
-            if r.tag.is_none() && r.digest.is_none() {
-                continue;
-            }
-            out.push(super::UsedImage {
-                image: r.name.clone(),
-                reference: r.to_string(),
-                file: file.rel.clone(),
-                field: path.to_string(),
-            });
-        }
-    }
-}
-
-/// The images of `images` that container images in `file` use (nothing is edited).
-pub(crate) fn uses(file: &EditableFile, images: &[ImageSetting]) -> Vec<String> {
-    let mut out = Vec::new();
-    for (_, doc) in file.documents() {
-        if object_of(&doc).kind.is_empty() {
-            continue;
-        }
-        let Some(root) = doc.as_mapping() else {
-            continue;
-        };
-        let mut found = Vec::new();
-        containers(
-            &YamlNode::Mapping(root.clone()),
-            &FieldPath::default(),
-            &mut found,
-        );
-        for (scalar, _) in found {
-            if let Ok(current) = ImageRef::parse(&scalar.as_string()) {
-                out.extend(
-                    images
-                        .iter()
-                        .filter(|s| s.matches(&current.name))
-                        .map(|s| s.image.clone()),
-                );
-            }
-        }
-    }
-    out
 }

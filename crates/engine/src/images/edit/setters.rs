@@ -39,52 +39,36 @@ pub(crate) fn apply(
     }
     let docs = file.documents();
     let mut marked = Vec::new();
-    for (_, doc) in &docs {
-        for token in doc
-            .syntax()
-            .descendants_with_tokens()
-            .filter_map(|e| e.into_token())
-            .filter(|t| {
-                t.kind() == yaml_edit::SyntaxKind::COMMENT && t.text().contains("$imagepolicy")
-            })
-        {
-            let line = text[..u32::from(token.text_range().start()) as usize]
-                .matches('\n')
-                .count()
-                + 1;
-            let (policy, part, setter) =
-                parse_marker(token.text()).map_err(|message| EditError::BadMarker {
-                    file: file.rel.clone(),
-                    line,
-                    message,
-                })?;
-            let Some(value) = policies.get(&policy) else {
-                continue;
-            };
-            used.insert(policy.clone());
-            let scalar = marked_scalar(&token).ok_or_else(|| EditError::BadMarker {
-                file: file.rel.clone(),
-                line,
-                message: format!("the marker for {setter} follows no value on its line"),
-            })?;
-            let new = match part {
-                Part::Whole => value.to_string(),
-                Part::Name => value.name.clone(),
-                Part::Tag => value.tag.clone().ok_or_else(|| EditError::BadMarker {
-                    file: file.rel.clone(),
-                    line,
-                    message: format!("{setter}: the policy's image {value} has no tag"),
-                })?,
-                Part::Digest => value.digest.clone().ok_or_else(|| EditError::BadMarker {
-                    file: file.rel.clone(),
-                    line,
-                    message: format!(
-                        "{setter}: the policy's image {value} has no digest (turn on digest pinning in the ImagePolicy)"
-                    ),
-                })?,
-            };
-            marked.push((scalar, new, setter));
-        }
+    for m in markers(file, text, &docs)? {
+        let Some(value) = policies.get(&m.policy) else {
+            continue;
+        };
+        used.insert(m.policy.clone());
+        let bad = |message: String| EditError::BadMarker {
+            file: file.rel.clone(),
+            line: m.line,
+            message,
+        };
+        let scalar = marked_scalar(&m.token).ok_or_else(|| {
+            bad(format!(
+                "the marker for {} follows no value on its line",
+                m.setter
+            ))
+        })?;
+        let new = match m.part {
+            Part::Whole => value.to_string(),
+            Part::Name => value.name.clone(),
+            Part::Tag => value.tag.clone().ok_or_else(|| {
+                bad(format!("{}: the policy's image {value} has no tag", m.setter))
+            })?,
+            Part::Digest => value.digest.clone().ok_or_else(|| {
+                bad(format!(
+                    "{}: the policy's image {value} has no digest (turn on digest pinning in the ImagePolicy)",
+                    m.setter
+                ))
+            })?,
+        };
+        marked.push((scalar, new, m.setter));
     }
     for (scalar, new, setter) in marked {
         let (doc, path) = path_of(scalar.syntax());
@@ -101,6 +85,52 @@ pub(crate) fn apply(
         }
     }
     Ok(())
+}
+
+/// A marker comment of a file, parsed.
+struct Found {
+    token: rowan::SyntaxToken<yaml_edit::Lang>,
+    line: usize,
+    policy: String,
+    part: Part,
+    setter: String,
+}
+
+/// Every marker comment in the documents of `file` (whose text is `text`); one that
+/// is not a marker's shape is an error naming the line.
+fn markers(
+    file: &EditableFile,
+    text: &str,
+    docs: &[(usize, yaml_edit::Document)],
+) -> Result<Vec<Found>, EditError> {
+    let mut out = Vec::new();
+    for (_, doc) in docs {
+        for token in doc
+            .syntax()
+            .descendants_with_tokens()
+            .filter_map(|e| e.into_token())
+            .filter(|t| {
+                t.kind() == yaml_edit::SyntaxKind::COMMENT && t.text().contains("$imagepolicy")
+            })
+        {
+            let start = u32::from(token.text_range().start()) as usize;
+            let line = text[..start.min(text.len())].matches('\n').count() + 1;
+            let (policy, part, setter) =
+                parse_marker(token.text()).map_err(|message| EditError::BadMarker {
+                    file: file.rel.clone(),
+                    line,
+                    message,
+                })?;
+            out.push(Found {
+                token,
+                line,
+                policy,
+                part,
+                setter,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// `# {"$imagepolicy": "ns:name[:part]"}` → (`ns:name`, part, the setter as written).
@@ -211,31 +241,13 @@ pub fn scan(root: &std::path::Path, path: &std::path::Path) -> Result<Vec<Marker
             continue;
         }
         let file = EditableFile::parse(&c.rel, &text)?;
-        for (_, doc) in file.documents() {
-            for token in doc
-                .syntax()
-                .descendants_with_tokens()
-                .filter_map(|e| e.into_token())
-                .filter(|t| {
-                    t.kind() == yaml_edit::SyntaxKind::COMMENT && t.text().contains("$imagepolicy")
-                })
-            {
-                let line = text[..u32::from(token.text_range().start()) as usize]
-                    .matches('\n')
-                    .count()
-                    + 1;
-                let (_, _, setter) =
-                    parse_marker(token.text()).map_err(|message| EditError::BadMarker {
-                        file: c.rel.clone(),
-                        line,
-                        message,
-                    })?;
-                out.push(Marker {
-                    file: c.rel.clone(),
-                    line,
-                    setter,
-                });
-            }
+        let docs = file.documents();
+        for m in markers(&file, &text, &docs)? {
+            out.push(Marker {
+                file: c.rel.clone(),
+                line: m.line,
+                setter: m.setter,
+            });
         }
     }
     Ok(out)

@@ -174,16 +174,11 @@ impl EditableFile {
         path: &FieldPath,
         item: &[(&str, String)],
     ) {
-        let m = Mapping::new();
-        let mut json = serde_json::Map::new();
-        for (k, v) in item {
-            m.set(*k, v.as_str());
-            json.insert((*k).to_string(), Value::String(v.clone()));
-        }
+        let (m, json) = mapping_of(item);
         seq.push(m);
         self.docs[doc]
             .expect
-            .push(Expect::Append(path.clone(), Value::Object(json)));
+            .push(Expect::Append(path.clone(), json));
     }
 
     /// Add `key` to the mapping at `path`: a sequence holding one mapping of string
@@ -197,18 +192,13 @@ impl EditableFile {
         item: &[(&str, String)],
     ) {
         let seq = Sequence::new();
-        let m = Mapping::new();
-        let mut json = serde_json::Map::new();
-        for (k, v) in item {
-            m.set(*k, v.as_str());
-            json.insert((*k).to_string(), Value::String(v.clone()));
-        }
+        let (m, json) = mapping_of(item);
         seq.push(m);
         mapping.set(key, seq);
         self.docs[doc].expect.push(Expect::Insert(
             path.clone(),
             key.to_string(),
-            Value::Array(vec![Value::Object(json)]),
+            Value::Array(vec![json]),
         ));
     }
 
@@ -311,6 +301,17 @@ impl EditableFile {
         }
         Ok(Some(text))
     }
+}
+
+/// A new mapping of string values, and what it decodes to.
+fn mapping_of(item: &[(&str, String)]) -> (Mapping, Value) {
+    let m = Mapping::new();
+    let mut json = serde_json::Map::new();
+    for (k, v) in item {
+        m.set(*k, v.as_str());
+        json.insert((*k).to_string(), Value::String(v.clone()));
+    }
+    (m, Value::Object(json))
 }
 
 fn lookup_mut<'a>(v: &'a mut Value, path: &FieldPath) -> Result<&'a mut Value, String> {
