@@ -639,3 +639,63 @@ fn base64_encode(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+#[test]
+fn image_updates_of_one_repository_and_branch_share_one_commit() {
+    let apps = ["api", "web"];
+    let e = Env::new(&apps);
+    e.automate(&apps, "");
+    e.cluster
+        .kubectl_ok(&["delete", "imageupdate", "env", "-n", "apps"]);
+    let mut yaml = String::new();
+    for app in apps {
+        yaml.push_str(&format!(
+            "---\napiVersion: capstan.dev/v1alpha1\nkind: ImageUpdate\nmetadata:\n  name: {app}-update\n  namespace: apps\nspec:\n  git:\n    repoURL: {}\n    branch: main\n    commit:\n      author: {{name: Capstan Bot, email: bot@capstan.invalid}}\n  policies: [{app}]\n  update:\n    path: apps/{app}\n  interval: 1h\n",
+            e.server.url("env.git")
+        ));
+    }
+    e.cluster.apply(&yaml);
+    let _c = e.controller("a");
+    e.eventually("both policies chose 1.0.0", Duration::from_secs(60), || {
+        apps.iter()
+            .all(|a| e.get("imagepolicies", a)["status"]["latestRef"]["tag"] == "1.0.0")
+    });
+    for app in apps {
+        e.registry.push_image(app, "1.5.0");
+    }
+    e.eventually("both apps run 1.5.0", Duration::from_secs(60), || {
+        apps.iter().all(|a| e.running_image(a).ends_with(":1.5.0"))
+    });
+    let log = e.log();
+    assert_eq!(log.len(), 2, "one commit for both ImageUpdates: {log:?}");
+    let head = e.repo.rev_parse("origin/main");
+    for app in apps {
+        let u = e.get("imageupdates", &format!("{app}-update"));
+        assert_eq!(u["status"]["lastPushCommit"], head.as_str(), "{app}");
+    }
+}
+
+#[test]
+fn a_rollback_is_not_undone_by_image_automation() {
+    let e = Env::new(&["web"]);
+    let _c = e.controller("a");
+    e.automate(&["web"], "");
+    let image = e.registry.image("web");
+    e.registry.push_image("web", "1.1.0");
+    e.eventually("1.1.0 deployed", Duration::from_secs(60), || {
+        e.running_image("web") == format!("{image}:1.1.0")
+    });
+    let commits = e.log().len();
+    let out = e.capstan(&["rollback", "web", "-n", "apps"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(e.running_image("web"), format!("{image}:1.0.0"));
+    // the policy still chooses 1.1.0 and Git still says it: nothing is written, and the
+    // Application (automated sync off after a rollback) stays where it was rolled back to
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(e.log().len(), commits);
+    assert_eq!(e.running_image("web"), format!("{image}:1.0.0"));
+}

@@ -107,6 +107,8 @@ pub(crate) struct Automation {
     /// Scans running now; writes wait for them.
     pub scans_in_flight: AtomicUsize,
     pub scans_done: tokio::sync::Notify,
+    /// One choice of a policy at a time.
+    pub choose_locks: Mutex<HashMap<AppKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Writes to one repository and branch take turns.
     pub write_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub pushed: tokio::sync::mpsc::UnboundedSender<Pushed>,
@@ -159,6 +161,7 @@ pub async fn run(
         update_queue: Scheduler::default(),
         scans_in_flight: AtomicUsize::new(0),
         scans_done: tokio::sync::Notify::new(),
+        choose_locks: Mutex::default(),
         write_locks: Mutex::default(),
         pushed,
     });

@@ -16,6 +16,12 @@ impl Automation {
     /// Choose the latest image of the ImagePolicy `key`; when the choice changed, the
     /// ImageUpdates that write it run (after the settle time).
     pub(crate) async fn choose(&self, key: &AppKey) {
+        // one choice of a policy at a time (a scan and a spec change can ask together)
+        let lock = {
+            let mut locks = self.choose_locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(key.clone()).or_default().clone()
+        };
+        let _guard = lock.lock().await;
         let Some(policy) = self.policy(key) else {
             self.latest
                 .lock()

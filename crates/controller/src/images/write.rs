@@ -151,7 +151,29 @@ impl Automation {
             locks.entry(group.clone()).or_default().clone()
         };
         let _guard = lock.lock().await;
-        let members: Vec<Member> = members.into_iter().map(|u| self.member(u)).collect();
+        // the cache may not show the status the last run of the group wrote yet (a run
+        // of another member, just before): read every member afresh, so what it wrote
+        // (`written`, the last push) is not lost
+        let mut fresh = Vec::new();
+        for u in members {
+            let api: Api<ImageUpdate> =
+                Api::namespaced(self.ctx.client.clone(), &u.namespace().unwrap_or_default());
+            match api.get_opt(&u.name_any()).await {
+                Ok(Some(current)) => fresh.push(Arc::new(current)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(update = %u.name_any(), error = %e, "reading the ImageUpdate");
+                    fresh.push(u);
+                }
+            }
+        }
+        let members: Vec<Member> = fresh.into_iter().map(|u| self.member(u)).collect();
+        let update = members
+            .iter()
+            .find(|m| m.key == *key)
+            .map(|m| m.update.clone())
+            .unwrap_or_else(|| Arc::new(update.clone()));
+        let update = update.as_ref();
         let outcome = self.write_members(update, &members).await;
         let retry = matches!(outcome, Outcome::Failed { .. });
         self.record(update, &members, outcome).await;
