@@ -551,6 +551,12 @@ impl Automation {
                             },
                         );
                     }
+                    // policies this update no longer writes are forgotten
+                    written.retain(|name, _| {
+                        m.writing.contains_key(name)
+                            || m.held.contains_key(name)
+                            || m.waiting.contains(name)
+                    });
                     let mine_held: Vec<HeldBack> = held
                         .iter()
                         .filter(|h| m.held.contains_key(&h.policy))
