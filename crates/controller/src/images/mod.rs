@@ -37,6 +37,7 @@ use kube::{Resource, ResourceExt};
 use tokio::time::Instant;
 
 use crate::Context;
+use crate::crd::Condition;
 use crate::reconcile::{REFRESH_ANNOTATION, Trigger};
 use crate::scheduler::{AppKey, Scheduler};
 pub use crd::{ImagePolicy, ImageRepository, ImageUpdate};
@@ -369,6 +370,38 @@ impl Automation {
                 .done(key, Instant::now() + next, Trigger::Interval);
         }
     }
+}
+
+/// A `Ready` condition.
+pub(crate) fn ready(ok: bool, reason: &str, message: &str) -> Condition {
+    Condition {
+        type_: "Ready".into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: None,
+        observed_generation: None,
+    }
+}
+
+/// `conditions` with `c` in place of its type, keeping the transition time when the
+/// status did not change.
+pub(crate) fn merge(conditions: &[Condition], mut c: Condition) -> Vec<Condition> {
+    let old = conditions.iter().find(|o| o.type_ == c.type_);
+    c.last_transition_time = match old {
+        Some(o) if o.status == c.status => o
+            .last_transition_time
+            .clone()
+            .or_else(|| Some(crate::now())),
+        _ => Some(crate::now()),
+    };
+    let mut out: Vec<Condition> = conditions
+        .iter()
+        .filter(|o| o.type_ != c.type_)
+        .cloned()
+        .collect();
+    out.insert(0, c);
+    out
 }
 
 /// A spec's interval, or `default`.

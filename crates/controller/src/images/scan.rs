@@ -15,8 +15,8 @@ use kube::api::Api;
 use kube::{Resource, ResourceExt};
 
 use super::crd::{DEFAULT_EXCLUSION, ImageRepository, ImageRepositoryStatus, ScanResult};
-use super::write::{merge, ready};
 use super::{Automation, Scanned, interval};
+use super::{merge, ready};
 use crate::crd::Condition;
 use crate::scheduler::AppKey;
 

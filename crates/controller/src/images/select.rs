@@ -6,8 +6,8 @@ use kube::Resource;
 use tokio::time::Instant;
 
 use super::crd::{DigestReflection, ImagePolicy, ImagePolicyStatus, ImageRefStatus};
-use super::write::{merge, ready};
 use super::{Automation, dedup};
+use super::{merge, ready};
 use crate::crd::Condition;
 use crate::reconcile::Trigger;
 use crate::scheduler::AppKey;
