@@ -13,6 +13,19 @@ use super::status::{self, condition, merge_conditions};
 use super::{Decision, Pass, Planned, Report, spec};
 use crate::crd::{Condition, HealthStatus, SyncStatus};
 
+/// What a reconcile found, for the conditions and the next run.
+struct Found<'a> {
+    revision: &'a Revision,
+    health: capstan_core::Health,
+    out_of_sync: bool,
+    drift: usize,
+    /// The sync's error, when a sync ran and failed.
+    sync_failed: Option<String>,
+    /// Why a wanted sync did not run.
+    blocked: Option<(&'static str, String)>,
+    stalled: bool,
+}
+
 impl Pass<'_> {
     /// Stage 7: what is (re-planned after a sync): resources, health, conditions, and when
     /// to look again.
@@ -26,16 +39,7 @@ impl Pass<'_> {
         memory: &mut AppMemory,
     ) -> Report {
         let after_sync = match &synced {
-            Some(_) => {
-                let inventory = self
-                    .inventory()
-                    .load(&self.inventory_key)
-                    .await
-                    .unwrap_or_default();
-                plan::plan(&planned.dest, desired, &inventory, &planned.opts)
-                    .await
-                    .ok()
-            }
+            Some(_) => self.replan(&planned, desired).await,
             None => None,
         };
         let plan_now = after_sync.as_ref().unwrap_or(&planned.plan);
@@ -63,18 +67,52 @@ impl Pass<'_> {
             .as_ref()
             .map(|r| r.limit)
             .unwrap_or(self.ctx.opts.retry_limit);
-        let stalled = sync_failed.is_some() && memory.failures > retry_limit;
+        let found = Found {
+            revision,
+            health,
+            out_of_sync,
+            drift: status::drift_count(plan_now),
+            stalled: sync_failed.is_some() && memory.failures > retry_limit,
+            sync_failed,
+            blocked: match &decision {
+                Decision::Blocked { reason, message } => Some((*reason, message.clone())),
+                _ => None,
+            },
+        };
+        self.status.conditions =
+            merge_conditions(&self.old.conditions, self.conditions(&found, memory));
+        if found.sync_failed.is_none() && found.blocked.is_none() {
+            memory.failures = 0;
+        }
+        Report {
+            status: std::mem::take(&mut self.status),
+            next: self.next_run(&found, synced.is_some(), memory),
+            synced: synced.is_some(),
+        }
+    }
+
+    /// The plan after a sync: what the cluster holds now.
+    async fn replan(&self, planned: &Planned, desired: &[DesiredObject]) -> Option<plan::Plan> {
+        let inventory = self
+            .inventory()
+            .load(&self.inventory_key)
+            .await
+            .unwrap_or_default();
+        plan::plan(&planned.dest, desired, &inventory, &planned.opts)
+            .await
+            .ok()
+    }
+
+    /// `Ready`, `Synced`, `Healthy`, `Stalled`, and `AutomatedSyncDisabled` when it is.
+    fn conditions(&self, f: &Found<'_>, memory: &AppMemory) -> Vec<Condition> {
         let generation = self.generation;
-        let synced_cond = if out_of_sync {
+        let short = f.revision.short();
+        let synced = if f.out_of_sync {
             condition(
                 "Synced",
                 false,
                 "OutOfSync",
-                format!(
-                    "{} object(s) differ from {}",
-                    status::drift_count(plan_now),
-                    revision.short()
-                ),
+                format!("{} object(s) differ from {short}", f.drift),
                 generation,
             )
         } else {
@@ -82,71 +120,53 @@ impl Pass<'_> {
                 "Synced",
                 true,
                 "Synced",
-                format!("in sync with {}", revision.short()),
+                format!("in sync with {short}"),
                 generation,
             )
         };
-        let blocked = match &decision {
-            Decision::Blocked { reason, message } => Some((*reason, message.clone())),
-            _ => None,
-        };
-        let (ready, ready_reason, ready_message) = if let Some(e) = &sync_failed {
+        let (ready, reason, message) = if let Some(e) = &f.sync_failed {
             (false, "SyncFailed", e.clone())
-        } else if let Some((reason, message)) = &blocked {
+        } else if let Some((reason, message)) = &f.blocked {
             (false, *reason, message.clone())
-        } else if out_of_sync {
-            (false, "OutOfSync", synced_cond.message.clone())
-        } else if !health.state.is_ready() {
-            (false, health.state.as_str(), health.message.clone())
+        } else if f.out_of_sync {
+            (false, "OutOfSync", synced.message.clone())
+        } else if !f.health.state.is_ready() {
+            (false, f.health.state.as_str(), f.health.message.clone())
         } else {
-            (
-                true,
-                "Ready",
-                format!("synced to {} and healthy", revision.short()),
-            )
+            (true, "Ready", format!("synced to {short} and healthy"))
         };
         let mut conditions = vec![
-            condition("Ready", ready, ready_reason, ready_message, generation),
-            synced_cond,
+            condition("Ready", ready, reason, message, generation),
+            synced,
             condition(
                 "Healthy",
-                health.state.is_ready(),
-                health.state.as_str(),
-                health.message.clone(),
+                f.health.state.is_ready(),
+                f.health.state.as_str(),
+                f.health.message.clone(),
                 generation,
             ),
-            stalled_condition(stalled, memory.failures, generation),
+            stalled_condition(f.stalled, memory.failures, generation),
         ];
         if self.app.spec.sync_policy.automated.is_none() {
             conditions.push(self.manual_condition());
         }
-        self.status.conditions = merge_conditions(&self.old.conditions, conditions);
-        if sync_failed.is_none() && blocked.is_none() {
-            memory.failures = 0;
-        }
+        conditions
+    }
 
+    /// When to reconcile again: after the backoff when a sync failed, soon while
+    /// waiting for dependencies or a rollout, else at the interval.
+    fn next_run(&self, f: &Found<'_>, synced: bool, memory: &AppMemory) -> Duration {
         let interval = spec::interval(self.app, self.ctx.opts.default_interval);
-        let next = if sync_failed.is_some() && !stalled {
+        if f.sync_failed.is_some() && !f.stalled {
             spec::backoff(memory.failures, self.ctx.opts.max_backoff, self.app)
-        } else if matches!(
-            decision,
-            Decision::Blocked {
-                reason: "WaitingForDependencies",
-                ..
-            }
-        ) {
+        } else if matches!(f.blocked, Some(("WaitingForDependencies", _))) {
             Duration::from_secs(3)
-        } else if health.state == HealthState::Progressing
-            || health.state == HealthState::Missing && synced.is_some()
+        } else if f.health.state == HealthState::Progressing
+            || f.health.state == HealthState::Missing && synced
         {
             Duration::from_secs(2).min(interval)
         } else {
             interval
-        };
-        Report {
-            status: std::mem::take(&mut self.status),
-            next,
-            synced: synced.is_some(),
         }
     }
 
