@@ -566,3 +566,20 @@ fn credentials_over_plain_http_to_another_host_are_refused_before_anything_runs(
     );
     assert!(!Path::new(&cache.work_dir(&src)).exists());
 }
+
+#[test]
+fn a_working_copy_with_the_branch_checked_out_is_named_as_the_reason() {
+    let env = Env::new();
+    // the test's own clone is a working copy with main checked out
+    let src = GitSource::new(format!("file://{}", env.repo.work_path().display()));
+    let cache = GitCache::new(tempfile::tempdir().unwrap().keep());
+    let err = cache
+        .write(&src, &opts("main"), set("web", "web:1.1"), |m| m.clone())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "the branch is checked out in that working copy, and git does not push into it"
+        ),
+        "{err}"
+    );
+}

@@ -366,6 +366,11 @@ impl Runner {
 
 /// `reason`, and what the server's hooks said (`remote: …` lines), if anything.
 fn with_remote_message(reason: &str, stderr: &str) -> String {
+    if stderr.contains("refusing to update checked out branch") {
+        return format!(
+            "{reason}: the branch is checked out in that working copy, and git does not push into it; commit there yourself (`git revert`, or `capstan set-image DIR`), or use a repository that accepts pushes"
+        );
+    }
     let said: Vec<&str> = stderr
         .lines()
         .filter_map(|l| l.strip_prefix("remote:"))
