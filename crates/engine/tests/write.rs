@@ -583,3 +583,46 @@ fn a_working_copy_with_the_branch_checked_out_is_named_as_the_reason() {
         "{err}"
     );
 }
+
+#[test]
+fn a_write_killed_half_way_leaves_nothing_that_blocks_the_next() {
+    let env = Env::new();
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = GitCache::new(cache_dir.path());
+    cache
+        .write(&env.source(), &opts("main"), set("web", "web:1.1"), |m| {
+            m.clone()
+        })
+        .unwrap();
+    let work = cache.work_dir(&env.source());
+    // what a process killed inside `git add` leaves: an index lock and a dirty tree
+    std::fs::write(work.join(".git/index.lock"), "").unwrap();
+    std::fs::write(work.join("apps/web/deploy.yaml"), "half written").unwrap();
+    std::fs::write(work.join("stray.yaml"), "x: 1\n").unwrap();
+    let report = cache
+        .write(&env.source(), &opts("main"), set("api", "api:1.1"), |m| {
+            m.clone()
+        })
+        .unwrap();
+    assert!(report.written.commit().is_some());
+    assert_eq!(
+        env.remote_file("main", "apps/web/deploy.yaml"),
+        "image: web:1.1\n"
+    );
+    assert_eq!(
+        env.remote_file("main", "apps/api/deploy.yaml"),
+        "image: api:1.1\n"
+    );
+    // a work tree that is not a repository any more is made again
+    std::fs::remove_dir_all(work.join(".git/objects")).unwrap();
+    let report = cache
+        .write(&env.source(), &opts("main"), set("web", "web:1.2"), |m| {
+            m.clone()
+        })
+        .unwrap();
+    assert!(report.written.commit().is_some());
+    assert_eq!(
+        env.remote_file("main", "apps/web/deploy.yaml"),
+        "image: web:1.2\n"
+    );
+}

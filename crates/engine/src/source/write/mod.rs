@@ -360,7 +360,17 @@ impl GitCache {
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let lock_file = std::fs::File::create(dir.with_extension("work.lock")).map_err(io_err)?;
         lock_file.lock().map_err(io_err)?;
-        if !dir.join(".git").exists() {
+        // A process killed in the middle of a git command leaves its lock files behind,
+        // and would block every later write: the file lock above means no git runs here
+        // now, so they are stale.
+        for stale in ["index.lock", "HEAD.lock", "config.lock"] {
+            let _ = std::fs::remove_file(dir.join(".git").join(stale));
+        }
+        let usable = dir.join(".git").exists()
+            && runner.run(&dir, &["rev-parse", "--git-dir"], None)?.success;
+        if !usable {
+            // missing or broken (a crash while cloning): start again
+            let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).map_err(io_err)?;
             runner.ok(&dir, &["init", "-q"], None, "initialising a work tree for")?;
             runner.ok(
