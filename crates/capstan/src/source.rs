@@ -4,7 +4,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use capstan_engine::render::{
-    self, DesiredObject, HelmOptions, KustomizeOptions, RenderOptions, Scopes,
+    self, DesiredObject, HelmOptions, JsonnetOptions, JsonnetVar, KustomizeOptions, RenderOptions,
+    Scopes,
 };
 use capstan_engine::source::{Checkout, GitAuth, GitCache, GitSource, local};
 
@@ -34,7 +35,30 @@ pub fn render_options(args: &RenderArgs, namespace: &str) -> anyhow::Result<Rend
             values: None,
             timeout: args.render_timeout,
         },
+        jsonnet: JsonnetOptions {
+            tlas: jsonnet_vars(&args.jsonnet_tla, &args.jsonnet_tla_code),
+            ext_vars: jsonnet_vars(&args.jsonnet_ext_str, &args.jsonnet_ext_code),
+            libs: args.jsonnet_lib.clone(),
+            timeout: args.render_timeout,
+            ..Default::default()
+        },
     })
+}
+
+/// Jsonnet variables from the string flags and the code flags.
+fn jsonnet_vars(strings: &[(String, String)], code: &[(String, String)]) -> Vec<JsonnetVar> {
+    let var = |code: bool| {
+        move |(name, value): &(String, String)| JsonnetVar {
+            name: name.clone(),
+            value: value.clone(),
+            code,
+        }
+    };
+    strings
+        .iter()
+        .map(var(false))
+        .chain(code.iter().map(var(true)))
+        .collect()
 }
 
 /// The Git source the flags name, if any.
