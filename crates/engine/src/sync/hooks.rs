@@ -286,11 +286,16 @@ pub async fn finish(
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(2));
     }
+    // When runs were terminated, the ones that completed are left as they are, whatever
+    // their policy (as Argo CD does when an operation is terminated).
+    let terminated = runs.iter().any(|r| r.result.phase == HookPhase::Terminated);
     for run in runs.iter() {
         let _ = release(dest, run).await;
         let delete = match run.result.phase {
-            HookPhase::Succeeded => run.delete.contains(&DeletePolicy::HookSucceeded),
-            HookPhase::Failed => run.delete.contains(&DeletePolicy::HookFailed),
+            HookPhase::Succeeded => {
+                !terminated && run.delete.contains(&DeletePolicy::HookSucceeded)
+            }
+            HookPhase::Failed => !terminated && run.delete.contains(&DeletePolicy::HookFailed),
             // a terminated run is deleted, as Argo CD does when it terminates an operation
             HookPhase::Terminated => true,
             HookPhase::Running | HookPhase::Pending => false,
