@@ -75,6 +75,8 @@ pub async fn finalize(app: &Application, ctx: &Context) -> Option<Duration> {
     if let Err(message) = deletion.run_hooks(&hooks, HookType::PreDelete).await {
         return deletion.failed(&message).await;
     }
+    // PreDelete hooks are done with once they succeeded (as Argo CD cleans them up)
+    deletion.clean_up(HookType::PreDelete).await;
     let summary = if resources {
         match deletion.delete_resources().await {
             Ok(summary) => summary,
@@ -155,6 +157,19 @@ impl<'a> Deletion<'a> {
             sync::run_hooks(&self.dest, hooks, phase, &self.revision, &self.opts()).await;
         self.hook_runs.extend(runs);
         result.map_err(|e| e.to_string())
+    }
+
+    /// Delete the objects of the runs of `phase`.
+    async fn clean_up(&self, phase: HookType) {
+        for run in self
+            .hook_runs
+            .iter()
+            .filter(|r| r.result.hook_type == phase)
+        {
+            if let Err(e) = sync::hooks::remove(&self.dest, run).await {
+                tracing::warn!(app = %self.key, hook = %run.object, error = %e, "deleting the hook");
+            }
+        }
     }
 
     /// Delete what the inventory holds (objects marked Delete=false stay) and the

@@ -357,7 +357,8 @@ async fn release(dest: &Destination, run: &HookRun) -> Result<(), String> {
 }
 
 /// Delete a run's object (its finalizer first).
-async fn remove(dest: &Destination, run: &HookRun) -> Result<(), String> {
+/// Delete a run's object (its finalizer removed first).
+pub async fn remove(dest: &Destination, run: &HookRun) -> Result<(), String> {
     release(dest, run).await?;
     let api = dest
         .api_for(&run.api_version, &run.object)
