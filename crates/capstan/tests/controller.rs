@@ -1215,7 +1215,7 @@ fn write_fixture(e: &Env, fixture: &std::path::Path, path: &str) {
         let p = entry.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().to_string();
         e.repo.write(
-            &format!("{path}/{name}"),
+            format!("{path}/{name}"),
             std::fs::read_to_string(&p).unwrap(),
         );
     }
