@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-/// Where manifests come from: a local directory, or a Git repository.
+/// Where manifests come from: a local directory, a Git repository, or a Helm chart from a
+/// chart repository or OCI registry (whose values files then come from the directory or
+/// Git repository, if one is given).
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
     /// A local directory of manifests (a Kustomization or a Helm chart works too).
@@ -23,11 +25,46 @@ pub struct SourceArgs {
     pub path: PathBuf,
     #[command(flatten)]
     pub credentials: GitCredentials,
-    /// Directory of the Git cache (default ~/.cache/capstan/git).
+    #[command(flatten)]
+    pub chart: ChartArgs,
+    /// Directory of the Git and chart caches (default ~/.cache/capstan).
     #[arg(long, env = "CAPSTAN_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     #[command(flatten)]
     pub render: RenderArgs,
+}
+
+/// A Helm chart from a chart repository or an OCI registry.
+#[derive(Debug, Clone, Args)]
+pub struct ChartArgs {
+    /// Render a chart from this Helm chart repository (https://, http://) or OCI registry
+    /// (oci://host/path); values files (--values) then come from SOURCE or --repo, or
+    /// are local files when neither is given.
+    #[arg(long, value_name = "URL", requires = "chart")]
+    pub helm_repo: Option<String>,
+    /// The chart's name in --helm-repo.
+    #[arg(long, value_name = "NAME", requires = "helm_repo")]
+    pub chart: Option<String>,
+    /// The chart's version: exact, a semver range (`>=1.2 <2`, `1.x`), or omitted for the
+    /// latest release.
+    #[arg(long = "version", value_name = "RANGE", requires = "helm_repo")]
+    pub chart_version: Option<String>,
+    /// User name for the chart repository or registry.
+    #[arg(long, env = "CAPSTAN_HELM_USERNAME")]
+    pub helm_username: Option<String>,
+    /// Password or token for the chart repository or registry (prefer the environment
+    /// variable).
+    #[arg(long, env = "CAPSTAN_HELM_PASSWORD", hide_env_values = true)]
+    pub helm_password: Option<String>,
+    /// A PEM file of CA certificates to trust for the chart repository (a private CA).
+    #[arg(long, value_name = "FILE", requires = "helm_repo")]
+    pub helm_ca_file: Option<PathBuf>,
+    /// Do not check the chart repository's TLS certificate.
+    #[arg(long, requires = "helm_repo")]
+    pub helm_insecure_skip_tls_verify: bool,
+    /// Plain HTTP to an oci:// registry (loopback registries only).
+    #[arg(long, requires = "helm_repo")]
+    pub helm_plain_http: bool,
 }
 
 /// Credentials for a Git repository.
@@ -134,7 +171,8 @@ pub struct RenderArgs {
     /// Helm: release name (default: the chart directory's name).
     #[arg(long, value_name = "NAME")]
     pub release_name: Option<String>,
-    /// Helm: a values file inside the repository (repeatable).
+    /// Helm: a values file inside the repository (repeatable); with --helm-repo and no
+    /// repository, a local file.
     #[arg(long = "values", value_name = "FILE")]
     pub values_files: Vec<String>,
     /// Helm: an inline value, `key=value` (repeatable).

@@ -78,14 +78,21 @@ pub async fn run(args: ApplyCommand) -> anyhow::Result<ExitCode> {
     let client = crate::kube::client(&args.cluster).await?;
     let dest = Destination::new(client, &args.namespace);
     let scopes = dest.scopes().await?;
+    let caps = dest.capabilities().await?;
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         "discovered the cluster"
     );
     let t = std::time::Instant::now();
     let checkout = crate::source::checkout(&args.source, None).await?;
-    let desired =
-        crate::source::render(&checkout, &args.source.render, &args.namespace, &scopes).await?;
+    let desired = crate::source::render(
+        &checkout,
+        &args.source.render,
+        &args.namespace,
+        &scopes,
+        Some(&caps),
+    )
+    .await?;
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         objects = desired.len(),

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use capstan_engine::destination::Destination;
 use capstan_engine::render::Scopes;
 use clap::Args;
 use serde_json::{Value, json};
@@ -25,15 +26,22 @@ pub struct RenderCommand {
 }
 
 pub async fn run(args: RenderCommand) -> anyhow::Result<ExitCode> {
-    let scopes = if args.cluster.kubeconfig.is_some() || args.cluster.context.is_some() {
+    let (scopes, caps) = if args.cluster.kubeconfig.is_some() || args.cluster.context.is_some() {
         let client = crate::kube::client(&args.cluster).await?;
-        Scopes::discover(&client).await?
+        let dest = Destination::new(client, &args.namespace);
+        (dest.scopes().await?, Some(dest.capabilities().await?))
     } else {
-        Scopes::builtin()
+        (Scopes::builtin(), None)
     };
     let checkout = crate::source::checkout(&args.source, None).await?;
-    let desired =
-        crate::source::render(&checkout, &args.source.render, &args.namespace, &scopes).await?;
+    let desired = crate::source::render(
+        &checkout,
+        &args.source.render,
+        &args.namespace,
+        &scopes,
+        caps.as_ref(),
+    )
+    .await?;
     match args.output {
         Format::Json => {
             let items: Vec<&Value> = desired.iter().map(|d| &d.object).collect();
