@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use capstan_engine::render::{ValuesKind, ValuesReference};
 use clap::{Args, ValueEnum};
 
 /// Where manifests come from: a local directory, a Git repository, or a Helm chart from a
@@ -175,6 +176,12 @@ pub struct RenderArgs {
     /// repository, a local file.
     #[arg(long = "values", value_name = "FILE")]
     pub values_files: Vec<String>,
+    /// Helm: values from a ConfigMap or Secret of the cluster, `configmap/NAME[:KEY]` or
+    /// `secret/NAME[:KEY]` (KEY defaults to values.yaml; `NAMESPACE/` in front for
+    /// another namespace than --namespace), applied after --values in the order given
+    /// (repeatable; needs the cluster).
+    #[arg(long = "values-from", value_name = "[NS/]KIND/NAME[:KEY]", value_parser = values_reference)]
+    pub values_from: Vec<ValuesReference>,
     /// Helm: an inline value, `key=value` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -187,6 +194,39 @@ pub struct RenderArgs {
     /// Time limit for an external renderer.
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
     pub render_timeout: Duration,
+}
+
+/// `[NS/]configmap/NAME[:KEY]` or `[NS/]secret/NAME[:KEY]`.
+pub fn values_reference(s: &str) -> Result<ValuesReference, String> {
+    let (object, key) = match s.split_once(':') {
+        Some((object, key)) if !key.is_empty() => (object, Some(key)),
+        Some(_) => return Err(format!("{s:?}: the key after ':' is empty")),
+        None => (s, None),
+    };
+    let parts: Vec<&str> = object.split('/').collect();
+    let (namespace, kind, name) = match parts.as_slice() {
+        [kind, name] => (None, *kind, *name),
+        [ns, kind, name] if !ns.is_empty() => (Some(ns.to_string()), *kind, *name),
+        _ => return Err(format!("{s:?} is not [NAMESPACE/]KIND/NAME[:KEY]")),
+    };
+    let kind = match kind.to_ascii_lowercase().as_str() {
+        "configmap" | "cm" => ValuesKind::ConfigMap,
+        "secret" => ValuesKind::Secret,
+        _ => {
+            return Err(format!(
+                "{s:?}: the kind is configmap or secret, not {kind:?}"
+            ));
+        }
+    };
+    if name.is_empty() {
+        return Err(format!("{s:?}: the name is empty"));
+    }
+    let mut r = ValuesReference::new(kind, name);
+    r.namespace = namespace;
+    if let Some(key) = key {
+        r.key = key.to_string();
+    }
+    Ok(r)
 }
 
 /// How to reach the cluster.
@@ -211,4 +251,37 @@ pub enum Format {
     Yaml,
     /// For pull-request comments (diff only).
     Markdown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_from_names_a_kind_a_name_and_optionally_a_namespace_and_a_key() {
+        let r = values_reference("configmap/web").unwrap();
+        assert_eq!(
+            (r.kind, r.name.as_str(), r.namespace, r.key.as_str()),
+            (ValuesKind::ConfigMap, "web", None, "values.yaml")
+        );
+        let r = values_reference("prod/Secret/web-secrets:prod.yaml").unwrap();
+        assert_eq!(
+            (
+                r.kind,
+                r.name.as_str(),
+                r.namespace.as_deref(),
+                r.key.as_str()
+            ),
+            (ValuesKind::Secret, "web-secrets", Some("prod"), "prod.yaml")
+        );
+        for bad in [
+            "web",
+            "deployment/web",
+            "configmap/",
+            "configmap/web:",
+            "a/b/c/d",
+        ] {
+            assert!(values_reference(bad).is_err(), "{bad}");
+        }
+    }
 }

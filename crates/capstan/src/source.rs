@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use capstan_core::Revision;
-use capstan_engine::destination::Capabilities;
+use capstan_engine::destination::{Capabilities, Destination};
 use capstan_engine::render::{
-    self, ChartDir, DesiredObject, HelmOptions, KustomizeOptions, RenderOptions, Scopes,
+    self, ChartDir, DesiredObject, HelmOptions, KustomizeOptions, RenderOptions, Scopes, ValuesDoc,
 };
 use capstan_engine::source::{
     ChartCache, ChartSource, Checkout, FetchedChart, GitAuth, GitCache, GitSource, HelmAuth, local,
@@ -23,13 +23,35 @@ pub struct Fetched {
     chart: Option<FetchedChart>,
 }
 
-/// The render options the flags ask for; `caps` (the destination's, when there is
-/// one) become Helm's `.Capabilities`.
+/// What the destination cluster tells a render: Helm's `.Capabilities` and the values
+/// of `--values-from`.
+pub struct FromCluster {
+    /// The cluster's API versions and Kubernetes version.
+    pub caps: Capabilities,
+    /// The `--values-from` documents, in order.
+    pub values: Vec<ValuesDoc>,
+}
+
+/// Read what a render for `dest` needs from it.
+pub async fn from_cluster(dest: &Destination, args: &RenderArgs) -> anyhow::Result<FromCluster> {
+    let caps = dest.capabilities().await?;
+    let values = render::values_from(dest.client(), &dest.namespace, &args.values_from).await?;
+    Ok(FromCluster { caps, values })
+}
+
+/// The render options the flags ask for; what the destination says (when there is
+/// one) becomes Helm's `.Capabilities` and `--values-from` values.
 pub fn render_options(
     args: &RenderArgs,
     namespace: &str,
-    caps: Option<&Capabilities>,
+    cluster: Option<&FromCluster>,
 ) -> anyhow::Result<RenderOptions> {
+    if cluster.is_none() && !args.values_from.is_empty() {
+        bail!(
+            "--values-from reads ConfigMaps and Secrets of a cluster: give --kubeconfig or --context"
+        );
+    }
+    let caps = cluster.map(|c| &c.caps);
     let renderer = match &args.renderer {
         Some(r) => Some(r.parse().map_err(anyhow::Error::msg)?),
         None => None,
@@ -49,6 +71,7 @@ pub fn render_options(
             namespace: Some(namespace.to_string()),
             values_files: args.values_files.clone(),
             set: args.set.clone(),
+            values_from: cluster.map(|c| c.values.clone()).unwrap_or_default(),
             values: None,
             timeout: args.render_timeout,
             api_versions: caps.map(|c| c.api_versions.clone()).unwrap_or_default(),
@@ -70,9 +93,16 @@ pub fn chart_source(args: &ChartArgs) -> anyhow::Result<Option<(ChartSource, Hel
         (None, None) => None,
     };
     let src = ChartSource::new(repo, chart, args.chart_version.clone().unwrap_or_default());
+    let ca_pem = match &args.helm_ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("reading the CA file {}", path.display()))?,
+        ),
+        None => None,
+    };
     let auth = HelmAuth {
         basic,
-        ca_file: args.helm_ca_file.clone(),
+        ca_pem,
         insecure_skip_tls: args.helm_insecure_skip_tls_verify,
         plain_http: args.helm_plain_http,
     };
@@ -194,9 +224,9 @@ pub async fn render(
     args: &RenderArgs,
     namespace: &str,
     scopes: &Scopes,
-    caps: Option<&Capabilities>,
+    cluster: Option<&FromCluster>,
 ) -> anyhow::Result<Vec<DesiredObject>> {
-    let mut opts = render_options(args, namespace, caps)?;
+    let mut opts = render_options(args, namespace, cluster)?;
     match (&fetched.chart, &fetched.tree) {
         (None, Some(tree)) => Ok(render::render(tree, &opts, namespace, scopes).await?),
         (None, None) => bail!("nothing to render"),

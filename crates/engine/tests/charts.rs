@@ -7,8 +7,10 @@ use std::path::Path;
 
 use capstan_engine::destination::Destination;
 use capstan_engine::images::registry::RegistryError;
-use capstan_engine::render::{self, ChartDir, DesiredObject, HelmOptions, RenderError, Scopes};
-use capstan_engine::source::helm::{ChartCacheOptions, ChartError};
+use capstan_engine::render::{
+    self, ChartDir, DesiredObject, HelmOptions, RenderError, Scopes, ValuesKind, ValuesReference,
+};
+use capstan_engine::source::helm::{ChartCacheOptions, ChartError, auth_from_secret};
 use capstan_engine::source::{ChartCache, ChartSource, ConfineError, FetchedChart, HelmAuth};
 use capstan_testkit::charts::{self, ChartRepo, TarEntry, TestChart};
 use capstan_testkit::registry::{RegistryAuth, RegistryServer};
@@ -276,7 +278,7 @@ async fn a_repository_with_a_private_ca_is_trusted_through_the_ca_file() {
     let e = cache.fetch(&src, &HelmAuth::default()).await.unwrap_err();
     assert!(matches!(e, ChartError::Unreachable { .. }), "{e}");
     let with_ca = HelmAuth {
-        ca_file: Some(front.ca_file().to_path_buf()),
+        ca_pem: Some(std::fs::read(front.ca_file()).unwrap()),
         ..Default::default()
     };
     assert_eq!(cache.fetch(&src, &with_ca).await.unwrap().version, "1.0.0");
@@ -442,44 +444,223 @@ async fn templates_see_the_api_versions_and_kube_version_they_are_given() {
     assert_eq!(data(&objects, "capabilities", "kube"), Some("v1.29.3"));
 }
 
-#[test]
-fn the_destination_lists_its_api_versions_and_kube_version_for_helm() {
-    let cluster = TestCluster::start();
-    cluster.block_on(async {
-        let dest = Destination::new(cluster.client().await, "default");
-        let caps = dest.capabilities().await.unwrap();
-        for expected in ["v1", "v1/ConfigMap", "apps/v1", "apps/v1/Deployment"] {
-            assert!(
-                caps.api_versions.iter().any(|a| a == expected),
-                "{expected}: {:?}",
-                caps.api_versions
-            );
-        }
-        assert!(
-            !caps
-                .api_versions
-                .iter()
-                .any(|a| a.contains("ServiceMonitor"))
-        );
-        let kube = caps.kube_version.clone().unwrap();
-        assert!(kube.starts_with("v1."), "{kube}");
+const SERVICE_MONITOR_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {plural: servicemonitors, singular: servicemonitor, kind: ServiceMonitor}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+";
 
-        let repo = ChartRepo::start(None);
-        repo.add(&capabilities_chart());
+#[test]
+fn capabilities_follow_the_destinations_discovery_and_version() {
+    let cluster = TestCluster::start();
+    let repo = ChartRepo::start(None);
+    repo.add(&capabilities_chart());
+    let cache = ChartCache::new(tempfile::tempdir().unwrap().path());
+    let dest = cluster.block_on(async { Destination::new(cluster.client().await, "default") });
+    let render_for = |dest: &Destination| {
+        cluster.block_on(async {
+            let caps = dest.capabilities().await.unwrap();
+            let src = ChartSource::new(repo.url(), "probe", "0.1.0");
+            let chart = cache.fetch(&src, &HelmAuth::default()).await.unwrap();
+            let opts = HelmOptions {
+                api_versions: caps.api_versions.clone(),
+                kube_version: caps.kube_version.clone(),
+                ..helm()
+            };
+            (caps, render_chart(&chart_dir(&chart, None), &opts).await)
+        })
+    };
+
+    let (caps, objects) = render_for(&dest);
+    for expected in ["v1", "v1/ConfigMap", "apps/v1", "apps/v1/Deployment"] {
+        assert!(
+            caps.api_versions.iter().any(|a| a == expected),
+            "{expected}: {:?}",
+            caps.api_versions
+        );
+    }
+    assert!(
+        !caps
+            .api_versions
+            .iter()
+            .any(|a| a.contains("ServiceMonitor"))
+    );
+    let kube = caps.kube_version.clone().unwrap();
+    assert!(kube.starts_with("v1."), "{kube}");
+    assert_eq!(data(&objects, "capabilities", "deployments"), Some("true"));
+    assert_eq!(data(&objects, "capabilities", "monitoring"), Some("false"));
+    let shown = data(&objects, "capabilities", "kube").unwrap();
+    assert!(
+        shown.starts_with(kube.split('+').next().unwrap()),
+        "{shown} for {kube}"
+    );
+
+    // The CRD is installed: after discovery runs again, templates see its kind.
+    cluster.apply(SERVICE_MONITOR_CRD);
+    cluster.block_on(dest.refresh()).unwrap();
+    let (caps, objects) = render_for(&dest);
+    assert!(
+        caps.api_versions
+            .iter()
+            .any(|a| a == "monitoring.coreos.com/v1/ServiceMonitor"),
+        "{:?}",
+        caps.api_versions
+    );
+    assert_eq!(data(&objects, "capabilities", "monitoring"), Some("true"));
+}
+
+#[test]
+fn credentials_and_a_private_ca_come_from_a_secret() {
+    let cluster = TestCluster::start();
+    let repo = repo_with_versions(Some(BasicAuth::new("alice", "s3cret")));
+    let front = HttpsFront::start(repo.addr()).unwrap();
+    let ca = std::fs::read_to_string(front.ca_file()).unwrap();
+    let secret = |name: &str, password: &str| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": "charts-secret"},
+            "stringData": {"username": "alice", "password": password, "ca.crt": ca},
+        })
+        .to_string()
+    };
+    cluster.apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: charts-secret\n");
+    cluster.apply(&secret("good", "s3cret"));
+    cluster.apply(&secret("bad", "wrong-password"));
+    cluster.block_on(async {
+        let client = cluster.client().await;
         let cache = ChartCache::new(tempfile::tempdir().unwrap().path());
-        let src = ChartSource::new(repo.url(), "probe", "0.1.0");
+        let src = ChartSource::new(front.url("charts"), "app", "1.x");
+
+        let auth = auth_from_secret(&client, "charts-secret", "good")
+            .await
+            .unwrap();
+        assert_eq!(cache.fetch(&src, &auth).await.unwrap().version, "1.9.0");
+
+        let wrong = auth_from_secret(&client, "charts-secret", "bad")
+            .await
+            .unwrap();
+        let e = cache.fetch(&src, &wrong).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "chart app 1.x from {}: {}/index.yaml refused the credentials of user \"alice\"",
+                front.url("charts"),
+                front.url("charts")
+            )
+        );
+        assert!(!format!("{e:?}").contains("wrong-password"));
+
+        let e = auth_from_secret(&client, "charts-secret", "nothing")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the chart repository Secret charts-secret/nothing does not exist"
+        );
+    });
+}
+
+/// A chart whose ConfigMap shows which layer of values set each key.
+fn layers_chart() -> TestChart {
+    let keys = ["file", "configmap", "secret", "inline", "set"];
+    let mut values = String::new();
+    let mut template =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: layers\ndata:\n".to_string();
+    for k in keys {
+        values.push_str(&format!("{k}: from-chart\n"));
+        template.push_str(&format!("  {k}: {{{{ .Values.{k} | quote }}}}\n"));
+    }
+    values.push_str("image:\n  tag: from-chart\n");
+    template.push_str("  tag: {{ .Values.image.tag | quote }}\n");
+    TestChart::new("layers", "1.0.0")
+        .file("values.yaml", &values)
+        .file("templates/layers.yaml", &template)
+}
+
+#[test]
+fn values_from_configmaps_and_secrets_come_between_values_files_and_inline_values() {
+    let cluster = TestCluster::start();
+    let ns = "charts-values";
+    cluster.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"
+    ));
+    cluster.apply(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-values\n  namespace: {ns}\ndata:\n  values.yaml: |\n    configmap: from-configmap\n    secret: from-configmap\n    inline: from-configmap\n    set: from-configmap\n"
+    ));
+    cluster.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: web-secrets\n  namespace: {ns}\nstringData:\n  prod.yaml: |\n    secret: from-secret\n    inline: from-secret\n    set: from-secret\n  tag: \"2.5\"\n"
+    ));
+    let repo = ChartRepo::start(None);
+    repo.add(&layers_chart());
+    let values_root = tempfile::tempdir().unwrap();
+    std::fs::write(
+        values_root.path().join("prod.yaml"),
+        "file: from-file\nconfigmap: from-file\nsecret: from-file\ninline: from-file\nset: from-file\n",
+    )
+    .unwrap();
+    cluster.block_on(async {
+        let client = cluster.client().await;
+        let cache = ChartCache::new(tempfile::tempdir().unwrap().path());
+        let src = ChartSource::new(repo.url(), "layers", "");
         let chart = cache.fetch(&src, &HelmAuth::default()).await.unwrap();
+        let refs = vec![
+            ValuesReference::new(ValuesKind::ConfigMap, "web-values"),
+            ValuesReference {
+                key: "prod.yaml".into(),
+                ..ValuesReference::new(ValuesKind::Secret, "web-secrets")
+            },
+            ValuesReference {
+                key: "tag".into(),
+                target_path: Some("image.tag".into()),
+                ..ValuesReference::new(ValuesKind::Secret, "web-secrets")
+            },
+            ValuesReference {
+                optional: true,
+                ..ValuesReference::new(ValuesKind::ConfigMap, "not-there")
+            },
+        ];
+        let docs = render::values_from(&client, ns, &refs).await.unwrap();
+        assert_eq!(docs.len(), 3, "the optional missing one is skipped");
+        assert_eq!(docs[1].origin, format!("Secret {ns}/web-secrets key prod.yaml"));
+        assert!(!format!("{docs:?}").contains("from-secret"), "{docs:?}");
         let opts = HelmOptions {
-            api_versions: caps.api_versions,
-            kube_version: caps.kube_version,
+            values_files: vec!["prod.yaml".into()],
+            values_from: docs,
+            values: Some("inline: from-inline\nset: from-inline\n".into()),
+            set: vec!["set=from-set".into()],
+            release_name: Some("web".into()),
             ..helm()
         };
-        let objects = render_chart(&chart_dir(&chart, None), &opts).await;
-        assert_eq!(data(&objects, "capabilities", "deployments"), Some("true"));
-        let shown = data(&objects, "capabilities", "kube").unwrap();
-        assert!(
-            shown.starts_with(kube.split('+').next().unwrap()),
-            "{shown} for {kube}"
+        let objects = render_chart(&chart_dir(&chart, Some(values_root.path())), &opts).await;
+        for (key, layer) in [
+            ("file", "from-file"),
+            ("configmap", "from-configmap"),
+            ("secret", "from-secret"),
+            ("inline", "from-inline"),
+            ("set", "from-set"),
+            ("tag", "2.5"),
+        ] {
+            assert_eq!(data(&objects, "layers", key), Some(layer), "{key}");
+        }
+
+        let missing = [ValuesReference::new(ValuesKind::ConfigMap, "not-there")];
+        let e = render::values_from(&client, ns, &missing).await.unwrap_err();
+        assert_eq!(e.to_string(), format!("valuesFrom: ConfigMap {ns}/not-there does not exist"));
+        let no_key = [ValuesReference::new(ValuesKind::Secret, "web-secrets")];
+        let e = render::values_from(&client, ns, &no_key).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("valuesFrom: Secret {ns}/web-secrets has no key \"values.yaml\" (keys: prod.yaml, tag)")
         );
     });
 }

@@ -78,7 +78,7 @@ pub async fn run(args: ApplyCommand) -> anyhow::Result<ExitCode> {
     let client = crate::kube::client(&args.cluster).await?;
     let dest = Destination::new(client, &args.namespace);
     let scopes = dest.scopes().await?;
-    let caps = dest.capabilities().await?;
+    let from_cluster = crate::source::from_cluster(&dest, &args.source.render).await?;
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         "discovered the cluster"
@@ -90,7 +90,7 @@ pub async fn run(args: ApplyCommand) -> anyhow::Result<ExitCode> {
         &args.source.render,
         &args.namespace,
         &scopes,
-        Some(&caps),
+        Some(&from_cluster),
     )
     .await?;
     tracing::debug!(

@@ -130,14 +130,14 @@ async fn cluster(args: &DiffCommand, app: &str) -> anyhow::Result<(Vec<Item>, St
     let client = crate::kube::client(&args.cluster).await?;
     let dest = Destination::new(client.clone(), &args.namespace);
     let scopes = dest.scopes().await?;
-    let caps = dest.capabilities().await?;
+    let from_cluster = crate::source::from_cluster(&dest, &args.source.render).await?;
     let checkout = crate::source::checkout(&args.source, None).await?;
     let desired = crate::source::render(
         &checkout,
         &args.source.render,
         &args.namespace,
         &scopes,
-        Some(&caps),
+        Some(&from_cluster),
     )
     .await?;
     let previous = InventoryStore::new(client, &args.inventory_namespace)

@@ -17,7 +17,8 @@ pub struct RenderCommand {
     /// Namespace given to namespaced objects that name none.
     #[arg(long, short = 'n', default_value = "default")]
     namespace: String,
-    /// Use this cluster's discovery to know which kinds are namespaced.
+    /// Use this cluster's discovery to know which kinds are namespaced and what Helm's
+    /// `.Capabilities` say, and read `--values-from` from it.
     #[command(flatten)]
     cluster: ClusterArgs,
     /// Output format.
@@ -26,10 +27,11 @@ pub struct RenderCommand {
 }
 
 pub async fn run(args: RenderCommand) -> anyhow::Result<ExitCode> {
-    let (scopes, caps) = if args.cluster.kubeconfig.is_some() || args.cluster.context.is_some() {
+    let (scopes, cluster) = if args.cluster.kubeconfig.is_some() || args.cluster.context.is_some() {
         let client = crate::kube::client(&args.cluster).await?;
         let dest = Destination::new(client, &args.namespace);
-        (dest.scopes().await?, Some(dest.capabilities().await?))
+        let from = crate::source::from_cluster(&dest, &args.source.render).await?;
+        (dest.scopes().await?, Some(from))
     } else {
         (Scopes::builtin(), None)
     };
@@ -39,7 +41,7 @@ pub async fn run(args: RenderCommand) -> anyhow::Result<ExitCode> {
         &args.source.render,
         &args.namespace,
         &scopes,
-        caps.as_ref(),
+        cluster.as_ref(),
     )
     .await?;
     match args.output {

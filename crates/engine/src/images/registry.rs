@@ -44,7 +44,6 @@ mod headers;
 mod target;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use oci_client::errors::OciDistributionError;
@@ -90,9 +89,9 @@ pub struct ScanOptions {
     /// `[::1]`, `localhost`): any other host is refused with
     /// [`RegistryError::InsecureNotLoopback`] before a request is made. Default `false`.
     pub insecure: bool,
-    /// A PEM file of CA certificates trusted besides the system's (a registry with a
-    /// certificate from a private CA). Default none.
-    pub ca_file: Option<PathBuf>,
+    /// PEM-encoded CA certificates trusted besides the system's (a registry with a
+    /// certificate from a private CA; read from a file or a Secret). Default none.
+    pub ca_pem: Option<Vec<u8>>,
     /// Accept any TLS certificate, unchecked. For test registries only. Default `false`.
     pub accept_invalid_certs: bool,
 }
@@ -104,7 +103,7 @@ impl Default for ScanOptions {
             page_size: 1000,
             max_tags: 50_000,
             insecure: false,
-            ca_file: None,
+            ca_pem: None,
             accept_invalid_certs: false,
         }
     }
@@ -150,16 +149,7 @@ pub enum RegistryError {
         /// The token service (`realm` of the challenge).
         realm: String,
     },
-    /// The CA file of [`ScanOptions::ca_file`] cannot be read.
-    #[error("reading the registry CA file {path}")]
-    CaFile {
-        /// The file.
-        path: String,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The HTTP client could not be built (TLS setup, a CA file that is not PEM).
+    /// The HTTP client could not be built (TLS setup, CA certificates that are not PEM).
     #[error("building the registry HTTP client")]
     Client {
         /// Cause.
@@ -359,13 +349,7 @@ impl RegistryClient {
     /// A client with `options` (installs the process's ring crypto provider if none is).
     pub fn new(options: ScanOptions) -> Result<RegistryClient, RegistryError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let ca_pem = match &options.ca_file {
-            None => None,
-            Some(path) => Some(std::fs::read(path).map_err(|source| RegistryError::CaFile {
-                path: path.display().to_string(),
-                source,
-            })?),
-        };
+        let ca_pem = options.ca_pem.clone();
         let mut http = reqwest::Client::builder()
             .timeout(options.timeout)
             .connect_timeout(options.timeout)
@@ -626,6 +610,6 @@ mod tests {
             (o.timeout, o.page_size, o.max_tags, o.insecure),
             (Duration::from_secs(30), 1000, 50_000, false)
         );
-        assert_eq!((o.ca_file, o.accept_invalid_certs), (None, false));
+        assert_eq!((o.ca_pem, o.accept_invalid_certs), (None, false));
     }
 }

@@ -1,5 +1,5 @@
-//! The Helm renderer: `helm template RELEASE CHART --namespace NS -f VALUES --set K=V
-//! --api-versions GV --kube-version V`.
+//! The Helm renderer: `helm template RELEASE CHART --namespace NS -f VALUES… -f
+//! VALUES_FROM… -f INLINE --set K=V --api-versions GV --kube-version V`.
 //!
 //! The chart is a [`ChartDir`]: a directory in a checkout, or a chart fetched from a
 //! chart repository ([`source::helm`](crate::source::helm)). Values files are paths
@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
+use super::values_from::ValuesDoc;
 use super::{Origin, RawObject, RenderError, parse_documents};
 use crate::source::confine;
 
@@ -29,6 +30,10 @@ pub struct HelmOptions {
     pub values_files: Vec<String>,
     /// Inline values, `key=value` as for `--set`.
     pub set: Vec<String>,
+    /// Values read from the cluster's ConfigMaps and Secrets
+    /// ([`values_from`](super::values_from())), applied after the values files and
+    /// before [`values`](Self::values) and [`set`](Self::set).
+    pub values_from: Vec<ValuesDoc>,
     /// Inline values as a YAML document (like a values file in the Application).
     pub values: Option<String>,
     /// How long rendering may take.
@@ -65,6 +70,7 @@ impl Default for HelmOptions {
             namespace: None,
             values_files: Vec::new(),
             set: Vec::new(),
+            values_from: Vec::new(),
             values: None,
             timeout: Duration::from_secs(90),
             api_versions: Vec::new(),
@@ -106,17 +112,16 @@ pub(super) async fn render(
         cmd.arg("--values").arg(path);
     }
     capabilities(&mut cmd, opts);
-    let inline_file;
+    // Kept until helm has run; the files are readable by their owner only.
+    let mut files = Vec::new();
+    for doc in &opts.values_from {
+        files.push(values_file(doc.yaml(), &doc.origin)?);
+    }
     if let Some(values) = &opts.values {
-        inline_file = tempfile::NamedTempFile::new().map_err(|source| RenderError::Read {
-            path: "<inline values>".into(),
-            source,
-        })?;
-        std::fs::write(inline_file.path(), values).map_err(|source| RenderError::Read {
-            path: "<inline values>".into(),
-            source,
-        })?;
-        cmd.arg("--values").arg(inline_file.path());
+        files.push(values_file(values, "<inline values>")?);
+    }
+    for file in &files {
+        cmd.arg("--values").arg(file.path());
     }
     for s in &opts.set {
         cmd.arg("--set").arg(s);
@@ -131,6 +136,17 @@ pub(super) async fn render(
         .env("HELM_DATA_HOME", home.path().join("data"));
     let stdout = run_tool("helm", &binary, cmd, rel, opts.timeout).await?;
     split_by_source(&stdout, rel)
+}
+
+/// A temporary file holding `text` (values named `what` in errors).
+fn values_file(text: &str, what: &str) -> Result<tempfile::NamedTempFile, RenderError> {
+    let read = |source| RenderError::Read {
+        path: what.to_string(),
+        source,
+    };
+    let mut file = tempfile::NamedTempFile::new().map_err(read)?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(read)?;
+    Ok(file)
 }
 
 /// `--api-versions` and `--kube-version`, so `.Capabilities` describes the destination.

@@ -14,6 +14,7 @@ mod helm;
 mod kustomize;
 pub mod normalize;
 pub mod scope;
+pub mod values_from;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub use helm::{ChartDir, HelmOptions};
 pub use kustomize::KustomizeOptions;
 pub use normalize::DesiredObject;
 pub use scope::Scopes;
+pub use values_from::{ValuesDoc, ValuesFromError, ValuesKind, ValuesReference, values_from};
 
 use crate::source::{Checkout, ConfineError};
 

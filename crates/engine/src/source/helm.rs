@@ -35,7 +35,7 @@
 //! directory, bounded in entries and in decompressed bytes; the chart must have a
 //! `Chart.yaml`.
 //!
-//! **Credentials** ([`HelmAuth`]) go to the repository's own origin only (not to an archive
+//! **Credentials** ([`HelmAuth`], given or read from a Secret by [`auth_from_secret`]) go to the repository's own origin only (not to an archive
 //! URL on another host, as Helm does by default), never over plain HTTP except to
 //! loopback addresses, and never into a message or `Debug` output.
 
@@ -43,6 +43,7 @@ mod archive;
 mod http;
 mod index;
 mod oci;
+mod secret;
 mod version;
 
 use std::collections::HashMap;
@@ -56,6 +57,8 @@ use reqwest::Url;
 use sha2::{Digest, Sha256};
 
 use crate::images::policy::PolicyError;
+pub use secret::{AuthSecretError, auth_from_secret};
+
 use crate::images::registry::RegistryError;
 
 /// A chart in a chart repository or an OCI registry, and the version wanted.
@@ -101,8 +104,9 @@ pub struct HelmAuth {
     /// User name and password (or token) for HTTP basic auth, or for the registry's
     /// token service.
     pub basic: Option<(String, String)>,
-    /// A PEM file of CA certificates trusted besides the system's (a private CA).
-    pub ca_file: Option<PathBuf>,
+    /// PEM-encoded CA certificates trusted besides the system's (a private CA), as
+    /// read from a file or from a Secret's `ca.crt`.
+    pub ca_pem: Option<Vec<u8>>,
     /// Accept any TLS certificate, unchecked (Helm's `--insecure-skip-tls-verify`).
     pub insecure_skip_tls: bool,
     /// OCI only: plain HTTP to the registry (Helm's `--plain-http`); loopback
@@ -114,7 +118,13 @@ impl fmt::Debug for HelmAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HelmAuth")
             .field("basic", &self.basic.as_ref().map(|(user, _)| (user, "***")))
-            .field("ca_file", &self.ca_file)
+            .field(
+                "ca_pem",
+                &self
+                    .ca_pem
+                    .as_ref()
+                    .map(|pem| format!("{} bytes", pem.len())),
+            )
             .field("insecure_skip_tls", &self.insecure_skip_tls)
             .field("plain_http", &self.plain_http)
             .finish()
@@ -138,8 +148,9 @@ impl HelmAuth {
             h.update(password.as_bytes());
         }
         h.update([0]);
-        if let Some(ca) = &self.ca_file {
-            h.update(ca.as_os_str().as_encoded_bytes());
+        if let Some(ca) = &self.ca_pem {
+            h.update([1]);
+            h.update(ca);
         }
         h.update([self.insecure_skip_tls as u8, self.plain_http as u8]);
         hex::encode(&h.finalize()[..16])
@@ -256,18 +267,7 @@ pub enum ChartError {
         /// The chart.
         chart: ChartId,
     },
-    /// The CA file cannot be read.
-    #[error("{chart}: reading the CA file {path}")]
-    CaFile {
-        /// The chart.
-        chart: ChartId,
-        /// The file.
-        path: String,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The HTTP client could not be built (a CA file that is not PEM, TLS setup).
+    /// The HTTP client could not be built (CA certificates that are not PEM, TLS setup).
     #[error("{chart}: setting up the HTTP client")]
     Client {
         /// The chart.

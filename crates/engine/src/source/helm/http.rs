@@ -34,13 +34,8 @@ impl Client {
             .connect_timeout(options.timeout)
             .user_agent(USER_AGENT)
             .danger_accept_invalid_certs(auth.insecure_skip_tls);
-        if let Some(path) = &auth.ca_file {
-            let pem = std::fs::read(path).map_err(|source| ChartError::CaFile {
-                chart: chart.clone(),
-                path: path.display().to_string(),
-                source,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+        if let Some(pem) = &auth.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|source| {
                 ChartError::Client {
                     chart: chart.clone(),
                     source,

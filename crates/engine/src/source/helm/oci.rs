@@ -201,7 +201,7 @@ fn client(
     RegistryClient::new(ScanOptions {
         timeout: options.timeout,
         insecure: auth.plain_http,
-        ca_file: auth.ca_file.clone(),
+        ca_pem: auth.ca_pem.clone(),
         accept_invalid_certs: auth.insecure_skip_tls,
         ..ScanOptions::default()
     })
