@@ -23,6 +23,21 @@ pub struct Fetched {
     chart: Option<FetchedChart>,
 }
 
+impl Fetched {
+    /// The source in one line, for people: the commit (with its author and message) or
+    /// directory digest, or `chart NAME VERSION (sha256:…)`.
+    pub fn describe(&self) -> String {
+        match &self.chart {
+            Some(chart) => format!(
+                "{} ({})",
+                self.revision.message,
+                &chart.digest[..chart.digest.len().min(19)]
+            ),
+            None => crate::print::revision_line(&self.revision),
+        }
+    }
+}
+
 /// What the destination cluster tells a render: Helm's `.Capabilities` and the values
 /// of `--values-from`.
 pub struct FromCluster {

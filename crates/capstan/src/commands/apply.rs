@@ -103,7 +103,7 @@ pub async fn run(args: ApplyCommand) -> anyhow::Result<ExitCode> {
         eprintln!(
             "{} objects rendered from {}",
             desired.len(),
-            print::revision_line(&checkout.revision)
+            checkout.describe()
         );
     }
 
@@ -191,7 +191,7 @@ pub async fn run(args: ApplyCommand) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "{}{dry_run} ({})",
                 print::summary(&report.changes),
-                print::revision_line(&checkout.revision)
+                checkout.describe()
             );
         }
     }

@@ -172,10 +172,7 @@ async fn cluster(args: &DiffCommand, app: &str) -> anyhow::Result<(Vec<Item>, St
             error: None,
         });
     }
-    let title = format!(
-        "{app}: {} against the cluster",
-        print::revision_line(&checkout.revision)
-    );
+    let title = format!("{app}: {} against the cluster", checkout.describe());
     Ok((items, title))
 }
 

@@ -62,7 +62,7 @@ pub async fn run(args: RenderCommand) -> anyhow::Result<ExitCode> {
     eprintln!(
         "rendered {} objects from {}",
         desired.len(),
-        crate::print::revision_line(&checkout.revision)
+        checkout.describe()
     );
     Ok(ExitCode::SUCCESS)
 }
