@@ -53,6 +53,7 @@ impl Env {
             .arg(self.state.path())
             .args(extra)
             .env("CAPSTAN_LOG", "capstan_controller=debug")
+            .env("CAPSTAN_HELM", capstan_testkit::tools::helm())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::OpenOptions::new()
@@ -1185,5 +1186,315 @@ fn a_restarted_controller_syncs_nothing_while_the_stop_is_on() {
             .iter()
             .all(|r| r["action"] != "sync"),
         "no sync was recorded: {audit}"
+    );
+}
+
+/// Argo CD's hook e2e data (`../shared/conformance/argo-hooks/e2e-testdata`), which CI
+/// must have.
+fn argo_hooks(fixture: &str) -> Option<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/conformance/argo-hooks/e2e-testdata")
+        .join(fixture);
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but the conformance data is missing at {}",
+        dir.display()
+    );
+    eprintln!(
+        "{} not found: Argo CD's delete-hook cases were not checked",
+        dir.display()
+    );
+    None
+}
+
+/// The fixture's files, in the repository under `path`.
+fn write_fixture(e: &Env, fixture: &std::path::Path, path: &str) {
+    for entry in std::fs::read_dir(fixture).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        e.repo.write(
+            format!("{path}/{name}"),
+            std::fs::read_to_string(&p).unwrap(),
+        );
+    }
+}
+
+fn finalizers(app: &Value) -> Vec<String> {
+    app["metadata"]["finalizers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(String::from))
+        .collect()
+}
+
+/// TestPreDeleteHook: the PreDelete hook (a pod sleeping 3 s) runs when the Application
+/// is deleted, before its objects are; the deletion waits for it, and the hook is
+/// cleaned up once it succeeded.
+#[test]
+fn argo_pre_delete_hook_runs_before_the_objects_are_deleted() {
+    let Some(fixture) = argo_hooks("pre-delete-hook") else {
+        return;
+    };
+    let e = Env::new();
+    e.cluster.apply(NS);
+    write_fixture(&e, &fixture, "app");
+    e.repo.commit("pre-delete hook");
+    let _c = e.controller(&[]);
+    e.cluster
+        .apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n");
+    e.cluster.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: Application\nmetadata:\n  name: web\n  namespace: apps\n  finalizers: [capstan.dev/delete-resources]\nspec:\n  source:\n    repoURL: {}\n    path: app\n  destination:\n    namespace: web\n{AUTOMATED}",
+        e.server.url("env.git")
+    ));
+    e.eventually("synced", Duration::from_secs(30), || {
+        e.try_kubectl(&["get", "cm", "guestbook-ui", "-n", "web"])
+            .is_some()
+    });
+    assert!(
+        e.try_kubectl(&["get", "pod", "hook", "-n", "web"])
+            .is_none(),
+        "a PreDelete hook does not run on sync"
+    );
+    e.kubectl(&["delete", "application", "web", "-n", "apps", "--wait=false"]);
+    e.eventually(
+        "the PreDelete hook running",
+        Duration::from_secs(30),
+        || {
+            e.try_kubectl(&[
+                "get",
+                "pod",
+                "hook",
+                "-n",
+                "web",
+                "-o",
+                "jsonpath={.status.phase}",
+            ])
+            .is_some_and(|p| p == "Running")
+        },
+    );
+    assert!(
+        e.try_kubectl(&["get", "cm", "guestbook-ui", "-n", "web"])
+            .is_some(),
+        "the objects stay while the PreDelete hook runs"
+    );
+    e.eventually("the Application gone", Duration::from_secs(60), || {
+        e.try_kubectl(&["get", "application", "web", "-n", "apps"])
+            .is_none()
+    });
+    assert!(
+        e.try_kubectl(&["get", "cm", "guestbook-ui", "-n", "web"])
+            .is_none()
+    );
+    assert!(
+        e.try_kubectl(&["get", "pod", "hook", "-n", "web"])
+            .is_none(),
+        "the hook is cleaned up"
+    );
+}
+
+/// TestPreDeleteHookFailureAndRetry: a failing PreDelete hook keeps the Application
+/// with a DeletionError condition; fixed in Git, the retry deletes it.
+#[test]
+fn argo_a_failing_pre_delete_hook_keeps_the_application_until_fixed() {
+    let Some(fixture) = argo_hooks("pre-delete-hook") else {
+        return;
+    };
+    let e = Env::new();
+    e.cluster.apply(NS);
+    write_fixture(&e, &fixture, "app");
+    let hook = std::fs::read_to_string(fixture.join("hook.yaml")).unwrap();
+    assert!(hook.contains("- \"sleep\"\n        - \"3\""), "{hook}");
+    let failing = hook.replace("- \"sleep\"\n        - \"3\"", "- \"false\"");
+    e.repo.write("app/hook.yaml", &failing);
+    e.repo.commit("a failing pre-delete hook");
+    let _c = e.controller(&[]);
+    e.application("web", "app", "web", AUTOMATED);
+    e.eventually("synced", Duration::from_secs(30), || {
+        e.try_kubectl(&["get", "cm", "guestbook-ui", "-n", "web"])
+            .is_some()
+    });
+    e.eventually(
+        "the delete-hooks finalizer added",
+        Duration::from_secs(30),
+        || finalizers(&e.app("web")).contains(&"capstan.dev/delete-hooks".to_string()),
+    );
+    e.kubectl(&["delete", "application", "web", "-n", "apps", "--wait=false"]);
+    e.eventually("DeletionError", Duration::from_secs(60), || {
+        cond(&e.app("web"), "DeletionError").is_some_and(|c| c["status"] == "True")
+    });
+    let app = e.app("web");
+    let message = cond(&app, "DeletionError").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("PreDelete hook") && message.contains("exit code 1"),
+        "{message}"
+    );
+    let hooks = &app["status"]["operationState"]["hooks"];
+    assert_eq!(hooks[0]["hookType"], "PreDelete", "{hooks}");
+    assert_eq!(hooks[0]["phase"], "Failed", "{hooks}");
+    assert!(
+        e.try_kubectl(&["get", "cm", "guestbook-ui", "-n", "web"])
+            .is_some(),
+        "nothing else happens without the hook: the Application had no delete-resources finalizer anyway"
+    );
+
+    e.repo.write("app/hook.yaml", &hook);
+    e.repo.commit("fix the pre-delete hook");
+    e.eventually("the Application gone", Duration::from_secs(90), || {
+        e.try_kubectl(&["get", "application", "web", "-n", "apps"])
+            .is_none()
+    });
+    assert!(
+        e.try_kubectl(&["get", "cm", "guestbook-ui", "-n", "web"])
+            .is_some(),
+        "without capstan.dev/delete-resources its objects stay (Argo CD's non-cascading delete)"
+    );
+}
+
+/// TestPostDeleteHook: the PostDelete hook runs after the Application's objects are
+/// deleted and is left behind.
+#[test]
+fn argo_post_delete_hook_runs_after_the_objects_are_deleted() {
+    let Some(fixture) = argo_hooks("post-delete-hook") else {
+        return;
+    };
+    let e = Env::new();
+    e.cluster.apply(NS);
+    write_fixture(&e, &fixture, "app");
+    e.repo.write("app/cm.yaml", cm("settings", "one"));
+    e.repo.commit("post-delete hook");
+    let _c = e.controller(&[]);
+    e.cluster
+        .apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n");
+    e.cluster.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: Application\nmetadata:\n  name: web\n  namespace: apps\n  finalizers: [capstan.dev/delete-resources]\nspec:\n  source:\n    repoURL: {}\n    path: app\n  destination:\n    namespace: web\n{AUTOMATED}",
+        e.server.url("env.git")
+    ));
+    e.eventually("synced", Duration::from_secs(30), || {
+        cm_value(&e, "settings").is_some()
+    });
+    e.kubectl(&["delete", "application", "web", "-n", "apps", "--wait=false"]);
+    e.eventually("the Application gone", Duration::from_secs(60), || {
+        e.try_kubectl(&["get", "application", "web", "-n", "apps"])
+            .is_none()
+    });
+    assert!(
+        cm_value(&e, "settings").is_none(),
+        "its objects are deleted"
+    );
+    let phase = e.kubectl(&[
+        "get",
+        "pod",
+        "hook",
+        "-n",
+        "web",
+        "-o",
+        "jsonpath={.status.phase}",
+    ]);
+    assert_eq!(
+        phase, "Succeeded",
+        "the PostDelete hook ran and is left behind"
+    );
+}
+
+/// Argo CD's multi-source: a chart from a Helm repository (served on loopback, a
+/// version range) takes its values file from a Git repository (`$values/...`), and a
+/// ConfigMap (`valuesFrom`) has the last word; a commit to the values is synced.
+#[test]
+fn a_chart_from_a_helm_repository_takes_values_from_git_and_a_configmap() {
+    use capstan_testkit::charts::{ChartRepo, TestChart};
+    let e = Env::new();
+    e.cluster.apply(NS);
+    let charts = ChartRepo::start(None);
+    for v in ["1.1.0", "1.2.0", "2.0.0"] {
+        charts.add(&TestChart::new("greeter", v));
+    }
+    e.repo.write("values/prod.yaml", "greeting: from-git\n");
+    e.repo.commit("values");
+    let _c = e.controller(&[]);
+    e.cluster
+        .apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n");
+    e.cluster.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: Application\nmetadata:\n  name: greeter\n  namespace: apps\nspec:\n  sources:\n  - repoURL: {}\n    chart: greeter\n    targetRevision: \">=1.0 <2\"\n    helm:\n      releaseName: greeter\n      valueFiles: [$values/values/prod.yaml]\n  - repoURL: {}\n    ref: values\n  destination:\n    namespace: web\n{AUTOMATED}",
+        charts.url(),
+        e.server.url("env.git")
+    ));
+    let data = |key: &str| {
+        e.try_kubectl(&[
+            "get",
+            "cm",
+            "greeter",
+            "-n",
+            "web",
+            "-o",
+            &format!("jsonpath={{.data.{key}}}"),
+        ])
+    };
+    e.eventually(
+        "the chart synced with the Git values",
+        Duration::from_secs(60),
+        || data("greeting").as_deref() == Some("from-git"),
+    );
+    assert_eq!(
+        data("version").as_deref(),
+        Some("1.2.0"),
+        "the highest in the range"
+    );
+    let app = e.app("greeter");
+    let revision = app["status"]["sync"]["revision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        revision.starts_with("sha256:") && revision.contains(','),
+        "{revision}"
+    );
+
+    e.repo.write("values/prod.yaml", "greeting: changed\n");
+    e.repo.commit("change the values");
+    e.eventually("the values commit synced", Duration::from_secs(60), || {
+        data("greeting").as_deref() == Some("changed")
+    });
+
+    e.cluster.apply(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeter-values\n  namespace: apps\ndata:\n  greeting: from-configmap\n",
+    );
+    let patch = r#"{"spec":{"sources":[{"repoURL":"CHARTS","chart":"greeter","targetRevision":">=1.0 <2","helm":{"releaseName":"greeter","valueFiles":["$values/values/prod.yaml"],"valuesFrom":[{"kind":"ConfigMap","name":"greeter-values","valuesKey":"greeting","targetPath":"greeting"}]}},{"repoURL":"GIT","ref":"values"}]}}"#
+        .replace("CHARTS", &charts.url())
+        .replace("GIT", &e.server.url("env.git"));
+    let out = e.patch_app("greeter", &patch);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    e.eventually("valuesFrom applied last", Duration::from_secs(60), || {
+        data("greeting").as_deref() == Some("from-configmap")
+    });
+
+    // a ref to a source that does not exist is one clear condition
+    let bad = patch.replace("$values/values", "$nothere/values");
+    assert!(e.patch_app("greeter", &bad).status.success());
+    e.eventually("the bad ref named", Duration::from_secs(30), || {
+        e.app("greeter")["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c["message"].as_str().is_some_and(|m| {
+                    m.contains("spec.sources[0].helm.valueFiles[0]") && m.contains("nothere")
+                })
+            })
+    });
+    assert_eq!(
+        data("greeting").as_deref(),
+        Some("from-configmap"),
+        "the last state stays"
     );
 }

@@ -3,7 +3,10 @@
 //! fluxcd/flux2-kustomize-helm-example (`clusters/production`, `apps/production`,
 //! `infrastructure/controllers`) — then what comes out applied with kubectl to the
 //! embedded API server and synced by a real `capstan controller` from a git server
-//! on loopback serving the snapshot.
+//! on loopback serving the snapshot. Charts on the internet: podinfo's is replaced by
+//! a stand-in of the same name in a chart repository on loopback (`--repo-map`), and
+//! syncs; cert-manager's and envoy-gateway's OCI charts are only validated by the API
+//! server (a server-side dry run of their Applications).
 //!
 //! The snapshots are data-only copies in ../shared/conformance/repos (see its README);
 //! each test turns one into a Git repository of its own. When CI is set they must
@@ -13,11 +16,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use capstan_testkit::charts::{ChartRepo, TestChart};
 use capstan_testkit::{GitServer, TestCluster, TestRepo};
 use serde_json::Value;
 
 const ARGO_URL: &str = "https://github.com/argoproj/argocd-example-apps";
 const FLUX_URL: &str = "ssh://git@github.com/fluxcd/flux2-kustomize-helm-example";
+const PODINFO_CHARTS: &str = "https://stefanprodan.github.io/podinfo";
 
 fn conformance() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/repos");
@@ -342,19 +347,13 @@ fn argocd_example_apps_app_of_apps_imports_applies_and_syncs() {
         "{}",
         out(&applied)
     );
-    // The reconciler does not act on createNamespace yet (another change wires the
-    // new syncPolicy fields in), so the destination namespaces are made here.
+    // createNamespace (from CreateNamespace=true) makes their namespaces
     let plain = [
         ("example.guestbook", "guestbook"),
         ("example.kustomize-guestbook", "kustomize-guestbook"),
         ("example.sock-shop", "sock-shop"),
         ("example.helm-guestbook", "helm-guestbook"),
     ];
-    for (_, ns) in plain {
-        e.cluster.apply(&format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"
-        ));
-    }
     let _controller = e.controller();
     let names: Vec<&str> = plain.iter().map(|(n, _)| *n).collect();
     e.synced(&names, Duration::from_secs(180));
@@ -565,17 +564,23 @@ fn flux2_kustomize_helm_example_imports_applies_and_syncs() {
         &["render", example.join("apps/production").to_str().unwrap()],
         None,
     ));
-    let podinfo = e.capstan(&["import", "-f", "-"], Some(rendered.as_bytes()));
+    // podinfo's chart repository is on the internet: a stand-in chart of the same name
+    // is served from a chart repository on loopback, and the import points there
+    let chart_repo = ChartRepo::start(None);
+    chart_repo.add(&TestChart::new("podinfo", "6.5.0"));
+    chart_repo.add(&TestChart::new("podinfo", "0.9.0"));
+    let chart_map = format!("{PODINFO_CHARTS}={}", chart_repo.url());
+    let podinfo = e.capstan(
+        &["import", "-f", "-", "--repo-map", &chart_map],
+        Some(rendered.as_bytes()),
+    );
     let podinfo_yaml = ok(&podinfo);
     let podinfo_err = err(&podinfo);
     let charts = applications(&podinfo_yaml);
     assert_eq!(charts.len(), 1, "{podinfo_err}");
     let p = &charts[0];
     assert_eq!(p["metadata"]["name"], "podinfo");
-    assert_eq!(
-        p["spec"]["source"]["repoURL"],
-        "https://stefanprodan.github.io/podinfo"
-    );
+    assert_eq!(p["spec"]["source"]["repoURL"], chart_repo.url().as_str());
     assert_eq!(p["spec"]["source"]["chart"], "podinfo");
     assert_eq!(
         p["spec"]["source"]["targetRevision"], ">=1.0.0",
@@ -597,7 +602,7 @@ fn flux2_kustomize_helm_example_imports_applies_and_syncs() {
             "{field}: {podinfo_err}"
         );
     }
-    let controllers = ok(&e.capstan(
+    let controllers_out = ok(&e.capstan(
         &[
             "import",
             "-f",
@@ -605,7 +610,7 @@ fn flux2_kustomize_helm_example_imports_applies_and_syncs() {
         ],
         None,
     ));
-    let controllers = applications(&controllers);
+    let controllers = applications(&controllers_out);
     assert_eq!(
         named(&controllers, "cert-manager")["spec"]["source"]["repoURL"],
         "oci://quay.io/jetstack/charts"
@@ -615,10 +620,9 @@ fn flux2_kustomize_helm_example_imports_applies_and_syncs() {
         "gateway-helm"
     );
 
-    // Apply everything with kubectl. The chart Applications are only applied and
-    // validated by the API server against the CRD's schema, not synced: their charts
-    // are on the internet, and fetching charts from Helm repositories is not on main
-    // yet (another change), so no stand-in chart repository is served here.
+    // Apply everything with kubectl. The OCI chart Applications of
+    // infrastructure/controllers are only validated by the API server (a server-side
+    // dry run): their charts are on the internet. podinfo syncs from the stand-in.
     e.install();
     e.cluster.apply(&foreign_crds());
     let mut all = String::new();
@@ -626,26 +630,38 @@ fn flux2_kustomize_helm_example_imports_applies_and_syncs() {
         all.push_str("---\n");
         all.push_str(&std::fs::read_to_string(out_dir.join(f)).unwrap());
     }
+    all.push_str(&podinfo_yaml);
     ok(&e
         .cluster
         .kubectl_stdin(&["apply", "--server-side", "-f", "-"], &all));
-    let charts_applied = e.cluster.kubectl_stdin(
+    let controllers_yaml: String = controllers
+        .iter()
+        .map(|a| format!("---\n{}\n", serde_json::to_string(a).unwrap()))
+        .collect();
+    let validated = e.cluster.kubectl_stdin(
         &["apply", "--server-side", "--dry-run=server", "-f", "-"],
-        &podinfo_yaml,
+        &controllers_yaml,
     );
-    ok(&charts_applied);
+    ok(&validated);
     assert!(
-        out(&charts_applied).contains("application.capstan.dev/podinfo serverside-applied"),
+        out(&validated).contains("application.capstan.dev/cert-manager serverside-applied"),
         "{}",
-        out(&charts_applied)
+        out(&validated)
     );
 
-    // the three Kustomizations sync from the git server, in their dependsOn order
+    // the three Kustomizations sync from the git server in their dependsOn order, and
+    // podinfo from the stand-in chart repository
     let _controller = e.controller();
     e.synced(
-        &["infra-controllers", "infra-configs", "apps"],
+        &["infra-controllers", "infra-configs", "apps", "podinfo"],
         Duration::from_secs(180),
     );
+    // the newest chart version the production range (>=1.0.0) allows
+    let release =
+        e.cluster
+            .kubectl_ok(&["get", "configmap", "podinfo", "-n", "podinfo", "-o", "json"]);
+    let release: Value = serde_json::from_str(&release).unwrap();
+    assert_eq!(release["data"]["version"], "6.5.0", "{release}");
     e.cluster.kubectl_ok(&[
         "get",
         "helmreleases.helm.toolkit.fluxcd.io",

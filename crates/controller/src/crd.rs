@@ -423,6 +423,29 @@ pub struct OperationState {
     /// How many objects each outcome had (`created: 3`, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub summary: BTreeMap<String, u32>,
+    /// The hooks the sync ran, in the order they started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookStatus>,
+}
+
+/// One hook run of a sync (or of a deletion).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HookStatus {
+    /// Kind of the hook's object.
+    pub kind: String,
+    /// Its name (generated for hooks with `generateName`).
+    pub name: String,
+    /// Its namespace.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// `PreSync`, `Sync`, `PostSync`, `SyncFail`, `PreDelete` or `PostDelete`.
+    pub hook_type: String,
+    /// `Running`, `Succeeded`, `Failed` or `Terminated`.
+    pub phase: String,
+    /// What it said.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// One past sync.

@@ -13,6 +13,7 @@
 //! condition says why.
 
 mod assess;
+mod composite;
 mod finalize;
 mod memory;
 mod operation;
@@ -32,7 +33,7 @@ use capstan_engine::source::GitSource;
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
 
-pub use finalize::{DELETE_RESOURCES_FINALIZER, finalize};
+pub use finalize::{DELETE_HOOKS_FINALIZER, DELETE_RESOURCES_FINALIZER, finalize};
 pub use memory::AppMemory;
 pub use request::{REFRESH_ANNOTATION, SYNC_ANNOTATION, SyncRequest, Trigger};
 pub use spec::interval;
@@ -190,9 +191,8 @@ impl<'a> Pass<'a> {
 
     async fn stages(&mut self, memory: &mut AppMemory) -> Result<Report, StageFailure> {
         self.check_spec()?;
-        let src = self.source().await?;
-        let revision = self.fetch(&src).await?;
-        let desired = self.render(&src, &revision).await?;
+        let (revision, desired) = self.source_and_render().await?;
+        self.keep_delete_hooks(&desired).await;
         let planned = self.plan(&desired).await?;
         let decision = self.decide(&planned.plan, &revision).await;
         let synced = match decision {
@@ -215,7 +215,11 @@ impl<'a> Pass<'a> {
 
     /// Stage 0: a spec the controller cannot act on waits for a new spec; nothing is done.
     fn check_spec(&self) -> Result<(), StageFailure> {
-        let invalid = spec::invalid_durations(self.app);
+        let mut invalid = spec::invalid_durations(self.app);
+        if let Err(e) = spec::sync_option_set(self.app) {
+            invalid.push(e);
+        }
+        invalid.extend(spec::unsupported(self.app));
         if invalid.is_empty() {
             return Ok(());
         }
@@ -290,16 +294,13 @@ impl<'a> Pass<'a> {
             .path
             .clone()
             .unwrap_or_else(|| ".".into());
+        let mut opts = spec::render_options(self.app, &dest_ns);
+        let caps = self.capabilities().await?;
+        opts.helm.api_versions = caps.api_versions;
+        opts.helm.kube_version = caps.kube_version;
         self.ctx
             .sources
-            .desired(
-                src,
-                revision,
-                &path,
-                &spec::render_options(self.app, &dest_ns),
-                &dest_ns,
-                &scopes,
-            )
+            .desired(src, revision, &path, &opts, &dest_ns, &scopes)
             .await
             .map_err(|e| StageFailure::retry("RenderFailed", e))
     }
@@ -320,6 +321,44 @@ impl<'a> Pass<'a> {
             .await
             .map_err(|e| StageFailure::retry("PlanFailed", e))?;
         Ok(Planned { dest, plan, opts })
+    }
+
+    /// An Application whose source has PreDelete or PostDelete hooks gets the
+    /// finalizer that runs them when it is deleted (as Argo CD adds its own), unless it
+    /// has [`DELETE_RESOURCES_FINALIZER`], which runs them too.
+    async fn keep_delete_hooks(&self, desired: &[DesiredObject]) {
+        let has = |f: &str| self.app.finalizers().iter().any(|x| x == f);
+        if finalize::delete_hooks(desired).is_empty()
+            || has(DELETE_RESOURCES_FINALIZER)
+            || has(DELETE_HOOKS_FINALIZER)
+        {
+            return;
+        }
+        if let Err(e) = finalize::add_finalizer(self.app, DELETE_HOOKS_FINALIZER, self.ctx).await {
+            tracing::warn!(app = %self.key, error = %e, "adding the delete-hooks finalizer");
+        }
+    }
+
+    /// What deleting the Application needs of its source: the revision the spec names,
+    /// rendered, and the destination.
+    pub(super) async fn for_deletion(
+        &mut self,
+    ) -> Result<(Arc<Vec<DesiredObject>>, Revision), StageFailure> {
+        self.check_spec()?;
+        let (revision, desired) = self.source_and_render().await?;
+        Ok((desired, revision))
+    }
+
+    /// Stages 1–3: the source (one Git path, or a chart, values from the cluster,
+    /// several sources), its revision, the desired set.
+    async fn source_and_render(&self) -> Result<(Revision, Arc<Vec<DesiredObject>>), StageFailure> {
+        if spec::is_composite(self.app) {
+            return self.composite().await;
+        }
+        let src = self.source().await?;
+        let revision = self.fetch(&src).await?;
+        let desired = self.render(&src, &revision).await?;
+        Ok((revision, desired))
     }
 
     fn inventory(&self) -> InventoryStore {

@@ -48,7 +48,13 @@ pub fn run_name(hook: &DesiredObject, phase: HookType, revision: &str, started: 
     if !hook.unnamed {
         return hook.id.name.clone();
     }
-    let mut rev: String = revision.chars().take(7).collect();
+    // a commit's first 7 characters (`sha256:…` of a local directory: its digest's)
+    let digest = revision.rsplit(':').next().unwrap_or(revision);
+    let mut rev: String = digest
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(7)
+        .collect();
     if rev.is_empty() {
         rev = "local".into();
     }
@@ -351,7 +357,8 @@ async fn release(dest: &Destination, run: &HookRun) -> Result<(), String> {
 }
 
 /// Delete a run's object (its finalizer first).
-async fn remove(dest: &Destination, run: &HookRun) -> Result<(), String> {
+/// Delete a run's object (its finalizer removed first).
+pub async fn remove(dest: &Destination, run: &HookRun) -> Result<(), String> {
     release(dest, run).await?;
     let api = dest
         .api_for(&run.api_version, &run.object)

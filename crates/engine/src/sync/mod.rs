@@ -249,6 +249,19 @@ pub async fn sync(
         .cloned()
         .collect();
     let resources: Vec<DesiredObject> = desired.into_iter().filter(|d| d.is_resource()).collect();
+    // Only hooks: the render is not empty, the hooks run; but an empty set of objects
+    // still prunes nothing unless allowEmpty says so.
+    let only_hooks;
+    let opts = if resources.is_empty() && !hooks.is_empty() && !opts.allow_empty {
+        only_hooks = SyncOptions {
+            prune: false,
+            allow_empty: true,
+            ..opts.clone()
+        };
+        &only_hooks
+    } else {
+        opts
+    };
     let mut run = Run {
         dest,
         revision,

@@ -643,12 +643,15 @@ fn status_for(kind: Kind, obj: &Value, phase: Phase, fail: bool) -> Value {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            if !done {
-                return json!({"phase": "Pending", "conditions": [condition("PodScheduled", "True", "Scheduled", "simulated", &now, false)]});
-            }
-            if completes(kind, obj) {
-                return completed_pod(&containers, fail, &now);
-            }
+            // a Pod that runs to completion runs its program meanwhile; others start
+            let fail = match (done, completes(kind, obj)) {
+                (true, true) => return completed_pod(&containers, fail, &now),
+                (false, true) => false,
+                (false, false) => {
+                    return json!({"phase": "Pending", "conditions": [condition("PodScheduled", "True", "Scheduled", "simulated", &now, false)]});
+                }
+                (true, false) => fail,
+            };
             let ready = if fail { "False" } else { "True" };
             let statuses: Vec<Value> = containers
                 .iter()
