@@ -40,6 +40,9 @@ enum Command {
     Diff(commands::diff::DiffCommand),
     /// Render a source, apply it, prune what left it, and optionally wait for health.
     Apply(commands::apply::ApplyCommand),
+    /// Convert Argo CD and Flux manifests (Application, ApplicationSet, Kustomization,
+    /// HelmRelease and their sources) into Capstan Applications.
+    Import(commands::import::ImportCommand),
     /// Write new image references into a directory, or commit them to a repository.
     SetImage(commands::set_image::SetImageCommand),
     /// Write the images one path of a repository uses into another path, in one commit.
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
             Command::Diff(a) => commands::diff::run(a).await,
             Command::Apply(a) => commands::apply::run(a).await,
             Command::Up(a) => commands::up::run(a).await,
+            Command::Import(a) => commands::import::run(a).await,
             Command::SetImage(a) => commands::set_image::run(a).await,
             Command::Promote(a) => commands::promote::run(a).await,
             Command::Images(a) => commands::images::run(a).await,

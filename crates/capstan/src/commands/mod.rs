@@ -6,6 +6,7 @@ pub mod apps;
 pub mod controller;
 pub mod diff;
 pub mod images;
+pub mod import;
 pub mod promote;
 pub mod render;
 pub mod revert;
