@@ -40,6 +40,8 @@ enum Command {
     Diff(commands::diff::DiffCommand),
     /// Render a source, apply it, prune what left it, and optionally wait for health.
     Apply(commands::apply::ApplyCommand),
+    /// Print the health of every object in a file, by the built-in and custom rules.
+    Health(commands::health::HealthCommand),
     /// Write new image references into a directory, or commit them to a repository.
     SetImage(commands::set_image::SetImageCommand),
     /// Write the images one path of a repository uses into another path, in one commit.
@@ -147,6 +149,7 @@ fn main() -> ExitCode {
             Command::Render(a) => commands::render::run(a).await,
             Command::Diff(a) => commands::diff::run(a).await,
             Command::Apply(a) => commands::apply::run(a).await,
+            Command::Health(a) => commands::health::run(a).await,
             Command::Up(a) => commands::up::run(a).await,
             Command::SetImage(a) => commands::set_image::run(a).await,
             Command::Promote(a) => commands::promote::run(a).await,
