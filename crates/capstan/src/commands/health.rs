@@ -78,13 +78,8 @@ fn objects(text: &str, file: &str) -> anyhow::Result<Vec<Value>> {
             max_events: 200_000_000,
         },
     };
-    let documents: Vec<Value> =
-        serde_saphyr::from_multiple_with_options(text, options).map_err(|e| {
-            anyhow::anyhow!(
-                "{file}: {}",
-                e.to_string().lines().next().unwrap_or_default()
-            )
-        })?;
+    let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)
+        .map_err(|e| anyhow::anyhow!("{file}: {}", yaml_error(&e)))?;
     let mut objects = Vec::new();
     for (i, document) in documents.into_iter().enumerate() {
         let place = format!("{file}: document {}", i + 1);
@@ -99,17 +94,37 @@ fn objects(text: &str, file: &str) -> anyhow::Result<Vec<Value>> {
     Ok(objects)
 }
 
-/// Adds an object, or the items of a `List`.
+/// The YAML reader's error as one line: `line 5 column 3: duplicate mapping key: name`,
+/// without its prefix and its advice on its own options.
+fn yaml_error(e: &serde_saphyr::Error) -> String {
+    let text = e.to_string();
+    let line = text.lines().next().unwrap_or_default();
+    let line = line.trim_start_matches("error: ");
+    line.split(", set DuplicateKeyPolicy")
+        .next()
+        .unwrap_or(line)
+        .to_string()
+}
+
+/// Adds an object, or the items of a `List`; an object needs `apiVersion` and `kind`
+/// strings, as the API server would ask.
 fn push(objects: &mut Vec<Value>, obj: Value, place: &str) -> anyhow::Result<()> {
     if !obj.is_object() {
-        bail!("{place}: not a Kubernetes object (a mapping with apiVersion and kind)");
+        bail!(
+            "{place}: not a Kubernetes object (a mapping with apiVersion and kind), but {}",
+            type_name(&obj)
+        );
     }
-    let Some(kind) = obj.get("kind").and_then(Value::as_str) else {
-        bail!("{place}: the object has no kind");
-    };
-    if kind.ends_with("List") && obj.get("items").is_some() {
-        let Some(Value::Array(items)) = obj.get("items").cloned() else {
-            bail!("{place}: the {kind}'s items are not a list");
+    let kind = required_text(&obj, "kind", place)?.to_string();
+    required_text(&obj, "apiVersion", place)?;
+    if kind.ends_with("List")
+        && let Some(items) = obj.get("items")
+    {
+        let Value::Array(items) = items.clone() else {
+            bail!(
+                "{place}: field items of the {kind} is {}, not a list",
+                type_name(items)
+            );
         };
         for (j, item) in items.into_iter().enumerate() {
             push(objects, item, &format!("{place}, item {}", j + 1))?;
@@ -118,6 +133,31 @@ fn push(objects: &mut Vec<Value>, obj: Value, place: &str) -> anyhow::Result<()>
     }
     objects.push(obj);
     Ok(())
+}
+
+/// The string field `name` of an object, or an error naming the place and the field.
+fn required_text<'a>(obj: &'a Value, name: &str, place: &str) -> anyhow::Result<&'a str> {
+    match obj.get(name) {
+        Some(Value::String(text)) if !text.is_empty() => Ok(text),
+        Some(Value::String(_)) => bail!("{place}: field {name} is empty"),
+        Some(other) => bail!(
+            "{place}: field {name} is {}, not a string",
+            type_name(other)
+        ),
+        None => bail!("{place}: field {name} is missing"),
+    }
+}
+
+/// `a list`, `a number`, …: what a JSON value is, for errors.
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
 }
 
 fn field<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {

@@ -51,6 +51,7 @@
 //! [`CustomHealth::extend`] layers one set over another.
 
 use capstan_core::{Health, HealthState};
+use k8s_openapi::api::core::v1::ConfigMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -156,18 +157,35 @@ pub enum CustomHealthError {
     },
 }
 
-/// One entry of the YAML list.
-#[derive(Debug, Deserialize)]
+/// One rule as written, before it is compiled: an entry of a YAML list of rules, of a
+/// ConfigMap's key, or of an Application's `spec.healthChecks`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RuleSpec {
-    api_version: Option<String>,
-    group: Option<String>,
-    kind: String,
-    current: String,
-    in_progress: Option<String>,
-    failed: Option<String>,
-    suspended: Option<String>,
-    message: Option<String>,
+pub struct HealthRuleSpec {
+    /// `group/version` (`cert-manager.io/v1`, `v1`): names the group, the version is
+    /// not compared. Give this or `group`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// The group (`""` for the core group), `*`, or `*.example.io`. Give this or
+    /// `apiVersion`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The kind, or `*` for every kind of the group.
+    pub kind: String,
+    /// True when the object is healthy (required).
+    pub current: String,
+    /// True when the object is on its way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<String>,
+    /// True when the object failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+    /// True when the object is deliberately paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<String>,
+    /// A string saying why, for any verdict but Healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 static NONE: CustomHealth = CustomHealth { rules: Vec::new() };
@@ -186,26 +204,66 @@ impl CustomHealth {
     /// Reads a YAML (or JSON) list of rules (the format is in the module docs); `origin`
     /// names the text in errors. Every expression is compiled here, once.
     pub fn from_yaml(text: &str, origin: &str) -> Result<CustomHealth, CustomHealthError> {
-        let specs: Option<Vec<RuleSpec>> =
+        let specs: Option<Vec<HealthRuleSpec>> =
             serde_saphyr::from_str(text).map_err(|e| CustomHealthError::Parse {
                 origin: origin.to_string(),
-                message: e.to_string().lines().next().unwrap_or_default().to_string(),
+                message: super::yaml_error(&e),
             })?;
+        CustomHealth::from_specs(specs.unwrap_or_default(), origin, |i| {
+            format!("rule {}", i + 1)
+        })
+    }
+
+    /// Compiles rules as written; errors name `origin` and the rule's place in it, as
+    /// `item` says it (`rule 2`, `spec.healthChecks[1]`). A second rule for the same
+    /// group and kind is an error.
+    pub fn from_specs(
+        specs: impl IntoIterator<Item = HealthRuleSpec>,
+        origin: &str,
+        item: impl Fn(usize) -> String,
+    ) -> Result<CustomHealth, CustomHealthError> {
         let mut rules: Vec<HealthRule> = Vec::new();
-        for (i, spec) in specs.unwrap_or_default().into_iter().enumerate() {
-            let rule = HealthRule::from_spec(spec, &format!("{origin}: rule {}", i + 1))?;
+        for (i, spec) in specs.into_iter().enumerate() {
+            let place = format!("{origin}: {}", item(i));
+            let rule = HealthRule::from_spec(spec, &place)?;
             if let Some(earlier) = rules
                 .iter()
                 .position(|r| r.group == rule.group && r.kind == rule.kind)
             {
                 return Err(CustomHealthError::InvalidRule {
-                    rule: format!("{origin}: rule {} ({})", i + 1, rule.name()),
-                    problem: format!("repeats rule {}", earlier + 1),
+                    rule: format!("{place} ({})", rule.name()),
+                    problem: format!("repeats {}", item(earlier)),
                 });
             }
             rules.push(rule);
         }
         Ok(CustomHealth { rules })
+    }
+
+    /// Reads the rules of a ConfigMap: every key of its `data` holds a list of rules (as
+    /// [`CustomHealth::from_yaml`] reads it), taken in the order of the keys, so a later
+    /// key's rule wins over an equally specific one of an earlier key. Errors name the
+    /// ConfigMap and the key. `binaryData` is refused rather than ignored.
+    pub fn from_config_map(cm: &ConfigMap) -> Result<CustomHealth, CustomHealthError> {
+        let name = format!(
+            "ConfigMap {}/{}",
+            cm.metadata.namespace.as_deref().unwrap_or_default(),
+            cm.metadata.name.as_deref().unwrap_or_default()
+        );
+        if let Some(key) = cm.binary_data.iter().flat_map(|b| b.keys()).next() {
+            return Err(CustomHealthError::Parse {
+                origin: format!("{name}, key {key}"),
+                message: "health rules are text: put them under data, not binaryData".to_string(),
+            });
+        }
+        let mut rules = CustomHealth::default();
+        for (key, text) in cm.data.iter().flatten() {
+            rules.extend(CustomHealth::from_yaml(
+                text,
+                &format!("{name}, key {key}"),
+            )?);
+        }
+        Ok(rules)
     }
 
     /// Adds `other`'s rules after these, so they win over equally specific ones here.
@@ -354,7 +412,7 @@ impl HealthRule {
         u8::from(self.kind != "*") * 2 + u8::from(!self.group.starts_with('*'))
     }
 
-    fn from_spec(spec: RuleSpec, place: &str) -> Result<HealthRule, CustomHealthError> {
+    fn from_spec(spec: HealthRuleSpec, place: &str) -> Result<HealthRule, CustomHealthError> {
         let invalid = |problem: &str| CustomHealthError::InvalidRule {
             rule: format!("{place} ({})", spec.kind),
             problem: problem.to_string(),
@@ -499,7 +557,7 @@ mod tests {
     use capstan_core::HealthState;
     use serde_json::{Value, json};
 
-    use super::{CustomHealth, CustomHealthError, HealthExprs, HealthRule};
+    use super::{CustomHealth, CustomHealthError, HealthExprs, HealthRule, HealthRuleSpec};
     use crate::health::assess_with;
 
     const WIDGETS: &str = r#"
@@ -721,6 +779,120 @@ mod tests {
             ..HealthExprs::default()
         };
         assert!(HealthRule::new("example.com", "Widget", bad).is_err());
+    }
+
+    fn config_map(data: &[(&str, &str)]) -> k8s_openapi::api::core::v1::ConfigMap {
+        serde_json::from_value(json!({
+            "metadata": {"name": "capstan-health", "namespace": "capstan-system"},
+            "data": data.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn rules_from_a_config_map_judge_their_kinds_and_a_later_key_wins() {
+        let cm = config_map(&[
+            ("widgets.yaml", WIDGETS),
+            (
+                "zz-override.yaml",
+                "- group: example.com\n  kind: Widget\n  current: 'false'\n  message: \"'overridden'\"\n",
+            ),
+        ]);
+        let custom = CustomHealth::from_config_map(&cm).expect("the rules compile");
+        assert_eq!(custom.rules().len(), 2);
+        let health = assess_with(&widget("Running"), &custom);
+        assert_eq!(
+            (health.state, health.message.as_str()),
+            (HealthState::Progressing, "overridden")
+        );
+        let only_widgets = CustomHealth::from_config_map(&config_map(&[("widgets.yaml", WIDGETS)]))
+            .expect("the rules compile");
+        assert_eq!(
+            assess_with(&widget("Broken"), &only_widgets).message,
+            "widget is Broken"
+        );
+        let empty =
+            serde_json::from_value(json!({"metadata": {"name": "capstan-health"}})).unwrap();
+        assert!(CustomHealth::from_config_map(&empty).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_bad_expression_in_a_config_map_names_the_config_map_key_rule_and_expression() {
+        let cm = config_map(&[
+            ("a.yaml", WIDGETS),
+            (
+                "b.yaml",
+                "- apiVersion: v1\n  kind: Pod\n  current: 'true'\n- apiVersion: example.com/v1\n  kind: Gadget\n  current: status.(\n",
+            ),
+        ]);
+        let err = CustomHealth::from_config_map(&cm).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ConfigMap capstan-system/capstan-health, key b.yaml: rule 2 (Gadget.example.com): \
+             the current expression does not compile: status.("
+        );
+        let not_yaml = config_map(&[("rules", "- apiVersion: v1\n  kind: Pod\n  curent: x\n")]);
+        assert!(
+            CustomHealth::from_config_map(&not_yaml)
+                .unwrap_err()
+                .to_string()
+                .starts_with("ConfigMap capstan-system/capstan-health, key rules: "),
+        );
+        let binary: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": "capstan-health", "namespace": "capstan-system"},
+            "binaryData": {"rules.yaml": "LSBraW5kOiBQb2QK"},
+        }))
+        .unwrap();
+        assert_eq!(
+            CustomHealth::from_config_map(&binary)
+                .unwrap_err()
+                .to_string(),
+            "ConfigMap capstan-system/capstan-health, key rules.yaml: health rules are text: \
+             put them under data, not binaryData"
+        );
+    }
+
+    #[test]
+    fn rules_given_as_specs_name_their_place_as_the_caller_says() {
+        let spec = |kind: &str, current: &str| HealthRuleSpec {
+            group: Some("example.com".to_string()),
+            kind: kind.to_string(),
+            current: current.to_string(),
+            ..HealthRuleSpec::default()
+        };
+        let place = |i| format!("spec.healthChecks[{i}]");
+        let custom = CustomHealth::from_specs(
+            [spec("Widget", "status.phase == 'Running'")],
+            "Application shop/web",
+            place,
+        )
+        .unwrap();
+        assert_eq!(
+            assess_with(&widget("Running"), &custom).state,
+            HealthState::Healthy
+        );
+        let err = CustomHealth::from_specs(
+            [spec("Widget", "true"), spec("Gadget", "status.(")],
+            "Application shop/web",
+            place,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Application shop/web: spec.healthChecks[1] (Gadget.example.com): the current \
+             expression does not compile: status.("
+        );
+        let err = CustomHealth::from_specs(
+            [spec("Widget", "true"), spec("Widget", "false")],
+            "Application shop/web",
+            place,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Application shop/web: spec.healthChecks[1] (Widget.example.com): repeats \
+             spec.healthChecks[0]"
+        );
     }
 
     #[test]

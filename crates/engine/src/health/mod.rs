@@ -53,7 +53,9 @@ use capstan_core::{Health, HealthState};
 use serde_json::Value;
 
 pub use cel::CompileError;
-pub use custom::{CustomHealth, CustomHealthError, HealthChecks, HealthExprs, HealthRule};
+pub use custom::{
+    CustomHealth, CustomHealthError, HealthChecks, HealthExprs, HealthRule, HealthRuleSpec,
+};
 
 /// The health of a live object (a Kubernetes object as JSON), by the built-in rules.
 ///
@@ -88,6 +90,18 @@ pub fn assess_with(obj: &Value, custom: &CustomHealth) -> Health {
             .assess(obj)
             .unwrap_or_else(|| conditions::assess(obj)),
     }
+}
+
+/// A YAML reader's error as one line for a user: `line 5 column 3: duplicate mapping
+/// key: name`, without the reader's own prefix and its advice on its options.
+fn yaml_error(e: &serde_saphyr::Error) -> String {
+    let text = e.to_string();
+    let line = text.lines().next().unwrap_or_default();
+    let line = line.trim_start_matches("error: ");
+    line.split(", set DuplicateKeyPolicy")
+        .next()
+        .unwrap_or(line)
+        .to_string()
 }
 
 /// One built-in rule: the kind it judges and the function that judges it.
