@@ -50,7 +50,7 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 
 pub use cluster::Cluster;
-pub use controllers::simulate::{FAIL_ANNOTATION, SimulationOptions};
+pub use controllers::simulate::{DURATION_ANNOTATION, FAIL_ANNOTATION, SimulationOptions};
 pub use error::ApiError;
 
 /// How to run the server.

@@ -139,16 +139,15 @@ pub fn validate_metadata(def: &ResourceDef, obj: &Value) -> Vec<Cause> {
             ));
         }
     }
+    // A finalizer is a qualified name, as a label key (kube-apiserver warns about one
+    // without a domain prefix, as Argo CD's `resources-finalizer.argocd.argoproj.io`,
+    // but takes it; only a Namespace's spec.finalizers must be standard or qualified).
     for (i, f) in meta::finalizers(obj).iter().enumerate() {
-        let standard = matches!(
-            f.as_str(),
-            "kubernetes" | "orphan" | "foregroundDeletion" | crate::crd::CLEANUP_FINALIZER
-        );
-        if !f.contains('/') && !standard {
+        if let Err(why) = validate_label_key(f) {
             causes.push(Cause::invalid(
                 format!("metadata.finalizers[{i}]"),
                 &Value::String(f.clone()),
-                "name is neither a standard finalizer name nor is it fully qualified",
+                why,
             ));
         }
     }

@@ -63,6 +63,35 @@ pub fn health_state(state: HealthState) -> String {
     }
 }
 
+/// The line of a hook run: `job.batch/migrate-x (PreSync hook) succeeded: job/migrate-x created`.
+pub fn hook_line(run: &capstan_engine::sync::HookRun, with_color: bool) -> String {
+    use capstan_core::HookPhase;
+    let c = with_color && color();
+    let ns = run
+        .object
+        .namespace
+        .as_deref()
+        .map(|n| format!(" -n {n}"))
+        .unwrap_or_default();
+    let verb = match run.result.phase {
+        HookPhase::Pending => "would run".to_string(),
+        HookPhase::Running => "running".to_string(),
+        HookPhase::Succeeded => paint(c, "32", "succeeded"),
+        HookPhase::Failed => paint(c, "31;1", "failed"),
+        HookPhase::Terminated => paint(c, "31;1", "terminated"),
+    };
+    let message = if run.result.message.is_empty() || run.result.phase == HookPhase::Pending {
+        String::new()
+    } else {
+        format!(": {}", run.result.message)
+    };
+    format!(
+        "{}{ns} ({} hook) {verb}{message}",
+        kubectl_name(&run.object),
+        run.result.hook_type
+    )
+}
+
 /// The health line of an object after a wait.
 pub fn health_line(id: &ObjectRef, health: &Health) -> String {
     let state = health_state(health.state);

@@ -1187,3 +1187,217 @@ fn a_restarted_controller_syncs_nothing_while_the_stop_is_on() {
         "no sync was recorded: {audit}"
     );
 }
+
+/// Argo CD's hook e2e data (`../shared/conformance/argo-hooks/e2e-testdata`), which CI
+/// must have.
+fn argo_hooks(fixture: &str) -> Option<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/conformance/argo-hooks/e2e-testdata")
+        .join(fixture);
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but the conformance data is missing at {}",
+        dir.display()
+    );
+    eprintln!(
+        "{} not found: Argo CD's delete-hook cases were not checked",
+        dir.display()
+    );
+    None
+}
+
+/// The fixture's files, in the repository under `path`.
+fn write_fixture(e: &Env, fixture: &std::path::Path, path: &str) {
+    for entry in std::fs::read_dir(fixture).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        e.repo.write(
+            format!("{path}/{name}"),
+            std::fs::read_to_string(&p).unwrap(),
+        );
+    }
+}
+
+fn finalizers(app: &Value) -> Vec<String> {
+    app["metadata"]["finalizers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(String::from))
+        .collect()
+}
+
+/// TestPreDeleteHook: the PreDelete hook (a pod sleeping 3 s) runs when the Application
+/// is deleted, before its objects are; the deletion waits for it, and the hook is
+/// cleaned up once it succeeded.
+#[test]
+fn argo_pre_delete_hook_runs_before_the_objects_are_deleted() {
+    let Some(fixture) = argo_hooks("pre-delete-hook") else {
+        return;
+    };
+    let e = Env::new();
+    e.cluster.apply(NS);
+    write_fixture(&e, &fixture, "app");
+    e.repo.commit("pre-delete hook");
+    let _c = e.controller(&[]);
+    e.cluster
+        .apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n");
+    e.cluster.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: Application\nmetadata:\n  name: web\n  namespace: apps\n  finalizers: [capstan.dev/delete-resources]\nspec:\n  source:\n    repoURL: {}\n    path: app\n  destination:\n    namespace: web\n{AUTOMATED}",
+        e.server.url("env.git")
+    ));
+    e.eventually("synced", Duration::from_secs(30), || {
+        e.try_kubectl(&["get", "cm", "guestbook-ui", "-n", "web"])
+            .is_some()
+    });
+    assert!(
+        e.try_kubectl(&["get", "pod", "hook", "-n", "web"])
+            .is_none(),
+        "a PreDelete hook does not run on sync"
+    );
+    e.kubectl(&["delete", "application", "web", "-n", "apps", "--wait=false"]);
+    e.eventually(
+        "the PreDelete hook running",
+        Duration::from_secs(30),
+        || {
+            e.try_kubectl(&[
+                "get",
+                "pod",
+                "hook",
+                "-n",
+                "web",
+                "-o",
+                "jsonpath={.status.phase}",
+            ])
+            .is_some_and(|p| p == "Running")
+        },
+    );
+    assert!(
+        e.try_kubectl(&["get", "cm", "guestbook-ui", "-n", "web"])
+            .is_some(),
+        "the objects stay while the PreDelete hook runs"
+    );
+    e.eventually("the Application gone", Duration::from_secs(60), || {
+        e.try_kubectl(&["get", "application", "web", "-n", "apps"])
+            .is_none()
+    });
+    assert!(
+        e.try_kubectl(&["get", "cm", "guestbook-ui", "-n", "web"])
+            .is_none()
+    );
+    assert!(
+        e.try_kubectl(&["get", "pod", "hook", "-n", "web"])
+            .is_none(),
+        "the hook is cleaned up"
+    );
+}
+
+/// TestPreDeleteHookFailureAndRetry: a failing PreDelete hook keeps the Application
+/// with a DeletionError condition; fixed in Git, the retry deletes it.
+#[test]
+fn argo_a_failing_pre_delete_hook_keeps_the_application_until_fixed() {
+    let Some(fixture) = argo_hooks("pre-delete-hook") else {
+        return;
+    };
+    let e = Env::new();
+    e.cluster.apply(NS);
+    write_fixture(&e, &fixture, "app");
+    let hook = std::fs::read_to_string(fixture.join("hook.yaml")).unwrap();
+    assert!(hook.contains("- \"sleep\"\n        - \"3\""), "{hook}");
+    let failing = hook.replace("- \"sleep\"\n        - \"3\"", "- \"false\"");
+    e.repo.write("app/hook.yaml", &failing);
+    e.repo.commit("a failing pre-delete hook");
+    let _c = e.controller(&[]);
+    e.application("web", "app", "web", AUTOMATED);
+    e.eventually("synced", Duration::from_secs(30), || {
+        e.try_kubectl(&["get", "cm", "guestbook-ui", "-n", "web"])
+            .is_some()
+    });
+    e.eventually(
+        "the delete-hooks finalizer added",
+        Duration::from_secs(30),
+        || finalizers(&e.app("web")).contains(&"capstan.dev/delete-hooks".to_string()),
+    );
+    e.kubectl(&["delete", "application", "web", "-n", "apps", "--wait=false"]);
+    e.eventually("DeletionError", Duration::from_secs(60), || {
+        cond(&e.app("web"), "DeletionError").is_some_and(|c| c["status"] == "True")
+    });
+    let app = e.app("web");
+    let message = cond(&app, "DeletionError").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("PreDelete hook") && message.contains("exit code 1"),
+        "{message}"
+    );
+    let hooks = &app["status"]["operationState"]["hooks"];
+    assert_eq!(hooks[0]["hookType"], "PreDelete", "{hooks}");
+    assert_eq!(hooks[0]["phase"], "Failed", "{hooks}");
+    assert!(
+        e.try_kubectl(&["get", "cm", "guestbook-ui", "-n", "web"])
+            .is_some(),
+        "nothing else happens without the hook: the Application had no delete-resources finalizer anyway"
+    );
+
+    e.repo.write("app/hook.yaml", &hook);
+    e.repo.commit("fix the pre-delete hook");
+    e.eventually("the Application gone", Duration::from_secs(90), || {
+        e.try_kubectl(&["get", "application", "web", "-n", "apps"])
+            .is_none()
+    });
+    assert!(
+        e.try_kubectl(&["get", "cm", "guestbook-ui", "-n", "web"])
+            .is_some(),
+        "without capstan.dev/delete-resources its objects stay (Argo CD's non-cascading delete)"
+    );
+}
+
+/// TestPostDeleteHook: the PostDelete hook runs after the Application's objects are
+/// deleted and is left behind.
+#[test]
+fn argo_post_delete_hook_runs_after_the_objects_are_deleted() {
+    let Some(fixture) = argo_hooks("post-delete-hook") else {
+        return;
+    };
+    let e = Env::new();
+    e.cluster.apply(NS);
+    write_fixture(&e, &fixture, "app");
+    e.repo.write("app/cm.yaml", cm("settings", "one"));
+    e.repo.commit("post-delete hook");
+    let _c = e.controller(&[]);
+    e.cluster
+        .apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n");
+    e.cluster.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: Application\nmetadata:\n  name: web\n  namespace: apps\n  finalizers: [capstan.dev/delete-resources]\nspec:\n  source:\n    repoURL: {}\n    path: app\n  destination:\n    namespace: web\n{AUTOMATED}",
+        e.server.url("env.git")
+    ));
+    e.eventually("synced", Duration::from_secs(30), || {
+        cm_value(&e, "settings").is_some()
+    });
+    e.kubectl(&["delete", "application", "web", "-n", "apps", "--wait=false"]);
+    e.eventually("the Application gone", Duration::from_secs(60), || {
+        e.try_kubectl(&["get", "application", "web", "-n", "apps"])
+            .is_none()
+    });
+    assert!(
+        cm_value(&e, "settings").is_none(),
+        "its objects are deleted"
+    );
+    let phase = e.kubectl(&[
+        "get",
+        "pod",
+        "hook",
+        "-n",
+        "web",
+        "-o",
+        "jsonpath={.status.phase}",
+    ]);
+    assert_eq!(
+        phase, "Succeeded",
+        "the PostDelete hook ran and is left behind"
+    );
+}

@@ -45,19 +45,6 @@ impl Up {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 fn spawn_up(dir: &Path, args: &[&str]) -> Up {
     let mut child = Command::new(env!("CARGO_BIN_EXE_capstan"))
         .current_dir(dir)
@@ -102,7 +89,7 @@ fn up_syncs_the_example_and_a_commit_reaches_the_cluster() {
     let root = tempfile::tempdir().unwrap();
     let repo = TestRepo::create(root.path(), "capstan.git");
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    copy_dir(&examples, &repo.work_path().join("examples"));
+    capstan_testkit::copy_tree(&examples, &repo.work_path().join("examples"));
     repo.commit("examples");
 
     let data = tempfile::tempdir().unwrap();
@@ -175,7 +162,7 @@ fn up_with_a_kubeconfig_uses_that_cluster() {
     let root = tempfile::tempdir().unwrap();
     let repo = TestRepo::create(root.path(), "capstan.git");
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    copy_dir(&examples, &repo.work_path().join("examples"));
+    capstan_testkit::copy_tree(&examples, &repo.work_path().join("examples"));
     let head = repo.commit("examples");
     let cluster = capstan_testkit::TestCluster::start();
     let data = tempfile::tempdir().unwrap();

@@ -39,8 +39,15 @@ pub const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h))+$";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {
-    /// Where the manifests come from.
+    /// Where the manifests come from (one source; see `sources` for several).
+    #[serde(default)]
     pub source: SourceSpec,
+    /// Several sources whose objects make one Application (Argo CD's multi-source):
+    /// when set, `source` is left empty. A source with a `ref` lends its files to the
+    /// others (`$ref/path/values.yaml` in `helm.valueFiles`) and renders nothing itself,
+    /// unless it also has a `path`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceSpec>,
     /// Where they go.
     #[serde(default)]
     pub destination: DestinationSpec,
@@ -75,6 +82,14 @@ pub struct SourceSpec {
     /// Path inside the repository (default `.`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// A Helm chart's name when `repoURL` is a Helm repository (`https://…` serving
+    /// `index.yaml`) or an OCI registry (`oci://host/path`); `targetRevision` is then the
+    /// chart version or a semver range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<String>,
+    /// The name other sources use for this one's files (`$NAME/...`), in multi-source.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub ref_: Option<String>,
     /// A Secret in the Application's namespace with `username` and `password` (or
     /// `token`), or `sshPrivateKey` (and optionally `knownHosts`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,9 +139,44 @@ pub struct HelmSpec {
     /// Values as a YAML document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub values: Option<String>,
+    /// Values as an object (Argo CD's `valuesObject`; merged over `values`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub values_object: Option<serde_json::Value>,
+    /// Values from ConfigMaps and Secrets in the Application's namespace, in order
+    /// (after the values files, before `values` and `parameters`), as Flux's
+    /// `HelmRelease.spec.valuesFrom`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values_from: Vec<ValuesReference>,
     /// Single values, as `--set name=value`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parameters: Vec<HelmParameter>,
+}
+
+/// Values held in a ConfigMap or a Secret.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValuesReference {
+    /// `ConfigMap` or `Secret`.
+    pub kind: String,
+    /// Its name, in the Application's namespace.
+    pub name: String,
+    /// The key holding a YAML document of values (default `values.yaml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values_key: Option<String>,
+    /// Put the key's value at this dotted path instead of merging a document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_path: Option<String>,
+    /// A missing object or key is not an error.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
 }
 
 /// One `--set` value.
@@ -160,6 +210,29 @@ pub struct SyncPolicy {
     /// Allow an empty render (with prune on, it deletes everything the Application applied).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_empty: bool,
+    /// Create the destination namespace when it is missing (as `CreateNamespace=true`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_namespace: bool,
+    /// Labels and annotations kept on the namespace `createNamespace` creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_namespace_metadata: Option<ManagedNamespaceMetadata>,
+    /// Sync options as Argo CD spells them (`CreateNamespace=true`, `Prune=false`,
+    /// `ServerSideApply=false`, `Replace=true`, …); objects may override them with the
+    /// `capstan.dev/sync-options` annotation. An unknown option is an error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync_options: Vec<String>,
+}
+
+/// Metadata of a namespace the Application creates.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedNamespaceMetadata {
+    /// Labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// Automated sync.
@@ -350,6 +423,29 @@ pub struct OperationState {
     /// How many objects each outcome had (`created: 3`, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub summary: BTreeMap<String, u32>,
+    /// The hooks the sync ran, in the order they started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookStatus>,
+}
+
+/// One hook run of a sync (or of a deletion).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HookStatus {
+    /// Kind of the hook's object.
+    pub kind: String,
+    /// Its name (generated for hooks with `generateName`).
+    pub name: String,
+    /// Its namespace.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// `PreSync`, `Sync`, `PostSync`, `SyncFail`, `PreDelete` or `PostDelete`.
+    pub hook_type: String,
+    /// `Running`, `Succeeded`, `Failed` or `Terminated`.
+    pub phase: String,
+    /// What it said.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// One past sync.

@@ -9,15 +9,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use capstan_core::{APPLICATION_LABEL, Change, FIELD_MANAGER, ObjectRef, PRUNE_ANNOTATION};
+use capstan_core::{
+    APPLICATION_LABEL, Change, FIELD_MANAGER, ObjectRef, PRUNE_ANNOTATION, Permission,
+    SyncOptionSet, SyncWave,
+};
 use futures::{StreamExt, stream};
-use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{DynamicObject, ListParams};
 use serde_json::Value;
 
 use crate::destination::{Destination, DestinationError};
 use crate::diff::{self, IgnoreRule};
 use crate::inventory::{Inventory, InventoryEntry};
 use crate::render::DesiredObject;
+use crate::sync::apply::{self, Method, Send};
 
 /// How to plan.
 #[derive(Debug, Clone)]
@@ -35,6 +39,8 @@ pub struct PlanOptions {
     /// Dry-run objects that do not exist yet, to validate them and show what the
     /// server would store (a diff wants this; a sync does not: the apply validates).
     pub dry_run_creates: bool,
+    /// The Application's sync options; each object's annotations override them.
+    pub sync_options: SyncOptionSet,
 }
 
 impl PlanOptions {
@@ -47,6 +53,7 @@ impl PlanOptions {
             ignore_differences: Vec::new(),
             concurrency: 16,
             dry_run_creates: true,
+            sync_options: SyncOptionSet::default(),
         }
     }
 }
@@ -65,6 +72,8 @@ pub struct PlannedObject {
     pub adopt: bool,
     /// Why this object cannot be planned (apply conflict, validation error); it will fail.
     pub error: Option<String>,
+    /// Its sync options (the Application's, with its annotations applied).
+    pub options: SyncOptionSet,
 }
 
 /// An object to prune: in the previous inventory, no longer desired.
@@ -74,8 +83,24 @@ pub struct PruneCandidate {
     pub entry: InventoryEntry,
     /// Whether it still exists.
     pub exists: bool,
-    /// Set when the live object carries `capstan.dev/prune: "false"`.
-    pub keep: bool,
+    /// Why it is never deleted, not even with its Application (`capstan.dev/prune:
+    /// "false"`, sync options that cannot be read), from the live object.
+    pub keep: Option<String>,
+    /// Its sync options, from the live object (`Prune=false`, `Prune=confirm`,
+    /// `Delete=false`, propagation, `IgnoreExtraneous`).
+    pub options: SyncOptionSet,
+    /// Its wave, from the live object: pruning goes from the highest wave down.
+    pub wave: SyncWave,
+}
+
+impl PruneCandidate {
+    /// Whether leaving it in the cluster makes the Application OutOfSync.
+    pub fn is_drift(&self) -> bool {
+        self.exists
+            && self.keep.is_none()
+            && self.options.prune != Permission::Deny
+            && !self.options.ignore_extraneous
+    }
 }
 
 /// What applying a desired set would do.
@@ -93,7 +118,7 @@ impl Plan {
         self.objects
             .iter()
             .any(|o| o.change.is_drift() || o.error.is_some())
-            || self.prune.iter().any(|p| p.exists && !p.keep)
+            || self.prune.iter().any(PruneCandidate::is_drift)
     }
 }
 
@@ -232,14 +257,20 @@ async fn read_group(
     Ok(live)
 }
 
-/// Plan a desired set against the destination and the previous inventory.
+/// Plan a desired set against the destination and the previous inventory. Hooks and
+/// skipped objects are not the Application's own: they are left out (a sync runs the
+/// hooks itself).
 pub async fn plan(
     dest: &Destination,
     desired: &[DesiredObject],
     previous: &Inventory,
     opts: &PlanOptions,
 ) -> Result<Plan, PlanError> {
-    let applied: Vec<DesiredObject> = desired.iter().map(|d| applied_form(d, opts)).collect();
+    let applied: Vec<DesiredObject> = desired
+        .iter()
+        .filter(|d| d.is_resource())
+        .map(|d| applied_form(d, opts))
+        .collect();
     let t = std::time::Instant::now();
     let live = read_live(dest, &applied, opts.concurrency).await?;
     tracing::debug!(
@@ -247,39 +278,13 @@ pub async fn plan(
         objects = live.len(),
         "read the live objects"
     );
-    let crd_kinds: Vec<(String, String)> = applied
-        .iter()
-        .filter(|d| d.id.kind == "CustomResourceDefinition")
-        .map(|d| {
-            let s = |p: &str| {
-                d.object
-                    .pointer(p)
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string()
-            };
-            (s("/spec/group"), s("/spec/names/kind"))
-        })
-        .collect();
-    let created_namespaces: Vec<String> = applied
-        .iter()
-        .filter(|d| d.id.kind == "Namespace" && d.id.group.is_empty())
-        .map(|d| d.id.name.clone())
-        .filter(|n| {
-            !live
-                .keys()
-                .any(|k| k.kind == "Namespace" && k.group.is_empty() && k.name == *n)
-        })
-        .collect();
-    let (live, crd_kinds, created_namespaces) = (&live, &crd_kinds, &created_namespaces);
+    let context = Context::new(&applied, &live, dest, opts);
+    let (live, context) = (&live, &context);
     let mut planned: Vec<(usize, Result<PlannedObject, PlanError>)> =
         stream::iter(applied.into_iter().enumerate())
             .map(|(i, d)| async move {
                 let current = live.get(&d.id).cloned();
-                (
-                    i,
-                    plan_one(dest, d, current, crd_kinds, created_namespaces, opts).await,
-                )
+                (i, plan_one(dest, d, current, context, opts).await)
             })
             .buffer_unordered(opts.concurrency.max(1))
             .collect()
@@ -291,12 +296,77 @@ pub async fn plan(
         .collect::<Result<Vec<_>, _>>()?;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "planned each object");
     let t = std::time::Instant::now();
-
     let desired_ids: std::collections::HashSet<&ObjectRef> =
-        desired.iter().map(|d| &d.id).collect();
+        objects.iter().map(|o| &o.desired.id).collect();
+    let prune = prune_candidates(dest, previous, &desired_ids, opts).await?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        candidates = prune.len(),
+        "found prune candidates"
+    );
+    Ok(Plan { objects, prune })
+}
+
+/// What planning one object needs to know about the others.
+struct Context {
+    /// (group, kind) of the CRDs in the desired set.
+    crd_kinds: Vec<(String, String)>,
+    /// Namespaces this sync creates (in the desired set, or by CreateNamespace).
+    created_namespaces: Vec<String>,
+}
+
+impl Context {
+    fn new(
+        applied: &[DesiredObject],
+        live: &HashMap<ObjectRef, Value>,
+        dest: &Destination,
+        opts: &PlanOptions,
+    ) -> Context {
+        let crd_kinds = applied
+            .iter()
+            .filter(|d| d.id.kind == "CustomResourceDefinition")
+            .map(|d| {
+                let s = |p: &str| {
+                    d.object
+                        .pointer(p)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
+                (s("/spec/group"), s("/spec/names/kind"))
+            })
+            .collect();
+        let mut created_namespaces: Vec<String> = applied
+            .iter()
+            .filter(|d| d.id.kind == "Namespace" && d.id.group.is_empty())
+            .map(|d| d.id.name.clone())
+            .filter(|n| {
+                !live
+                    .keys()
+                    .any(|k| k.kind == "Namespace" && k.group.is_empty() && k.name == *n)
+            })
+            .collect();
+        if opts.sync_options.create_namespace {
+            created_namespaces.push(dest.namespace.clone());
+        }
+        Context {
+            crd_kinds,
+            created_namespaces,
+        }
+    }
+}
+
+/// The objects of the previous inventory that left the source, each with what its live
+/// object says about pruning it.
+async fn prune_candidates(
+    dest: &Destination,
+    previous: &Inventory,
+    desired: &std::collections::HashSet<&ObjectRef>,
+    opts: &PlanOptions,
+) -> Result<Vec<PruneCandidate>, PlanError> {
     let mut prune = Vec::new();
     for entry in previous.entries() {
-        if desired_ids.contains(&entry.id) {
+        if desired.contains(&entry.id) {
             continue;
         }
         let api = match dest.api_for(&entry.api_version, &entry.id).await {
@@ -306,7 +376,9 @@ pub async fn plan(
                 prune.push(PruneCandidate {
                     entry,
                     exists: false,
-                    keep: false,
+                    keep: None,
+                    options: opts.sync_options,
+                    wave: SyncWave(0),
                 });
                 continue;
             }
@@ -319,101 +391,63 @@ pub async fn plan(
                 resource: entry.id.kind.clone(),
                 namespace: entry.id.namespace.clone().unwrap_or_default(),
                 source: Box::new(source),
-            })?;
-        let keep = found
-            .as_ref()
-            .and_then(|o| o.metadata.annotations.as_ref())
+            })?
+            .map(to_value);
+        let live = found.as_ref().unwrap_or(&Value::Null);
+        let (options, mut keep) = match opts.sync_options.for_object(live) {
+            Ok(o) => (o, None),
+            Err(e) => (
+                opts.sync_options,
+                Some(format!(
+                    "its sync options cannot be read, so it is kept: {e}"
+                )),
+            ),
+        };
+        if live
+            .pointer("/metadata/annotations")
             .and_then(|a| a.get(PRUNE_ANNOTATION))
-            .is_some_and(|v| v == "false");
+            .is_some_and(|v| v == "false")
+        {
+            keep = Some(format!("annotated {PRUNE_ANNOTATION}: \"false\""));
+        }
         prune.push(PruneCandidate {
             exists: found.is_some(),
             keep,
+            options,
+            wave: SyncWave::of(live).unwrap_or_default(),
             entry,
         });
     }
-    tracing::debug!(
-        ms = t.elapsed().as_millis() as u64,
-        candidates = prune.len(),
-        "found prune candidates"
-    );
-    Ok(Plan { objects, prune })
+    Ok(prune)
+}
+
+fn planned(
+    desired: DesiredObject,
+    live: Option<Value>,
+    change: Change,
+    options: SyncOptionSet,
+    error: Option<String>,
+) -> PlannedObject {
+    PlannedObject {
+        desired,
+        live,
+        change,
+        adopt: false,
+        error,
+        options,
+    }
 }
 
 async fn plan_one(
     dest: &Destination,
     desired: DesiredObject,
     live: Option<Value>,
-    crd_kinds: &[(String, String)],
-    created_namespaces: &[String],
+    context: &Context,
     opts: &PlanOptions,
 ) -> Result<PlannedObject, PlanError> {
-    let ignore = diff::ignored_pointers(&opts.ignore_differences, &desired.id);
-    let comparable_desired = diff::fold_string_data(&desired.object);
-    if let Some(l) = &live
-        && diff::is_subset(&comparable_desired, l)
-        && diff::keeps_owned_fields(&desired.object, l, &opts.field_manager) == Some(true)
-    {
-        return Ok(PlannedObject {
-            desired,
-            live,
-            change: Change::Unchanged,
-            adopt: false,
-            error: None,
-        });
-    }
-    let api = match dest.api_for(desired.api_version(), &desired.id).await {
-        Ok(api) => api,
-        Err(DestinationError::UnknownKind { api_version, kind }) => {
-            let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
-            let brought = crd_kinds.iter().any(|(g, k)| g == group && *k == kind);
-            let error = (!brought).then(|| {
-                format!("the cluster serves no {kind} in {api_version} and no CRD in this source defines it")
-            });
-            return Ok(PlannedObject {
-                desired,
-                live: None,
-                change: Change::Create,
-                adopt: false,
-                error,
-            });
-        }
-        Err(e) => return Err(e.into()),
-    };
-    tracing::trace!(object = %desired.id, exists = live.is_some(), "needs a server-side dry run");
-    if live.is_none() && !opts.dry_run_creates {
-        return Ok(PlannedObject {
-            desired,
-            live,
-            change: Change::Create,
-            adopt: false,
-            error: None,
-        });
-    }
-    let mut pp = PatchParams::apply(&opts.field_manager).dry_run();
-    pp.force = opts.force_conflicts;
-    let merged = match api
-        .patch(&desired.id.name, &pp, &Patch::Apply(&desired.object))
-        .await
-    {
-        Ok(m) => to_value(m),
-        Err(kube::Error::Api(s))
-            if live.is_none()
-                && s.code == 404
-                && desired
-                    .id
-                    .namespace
-                    .as_ref()
-                    .is_some_and(|ns| created_namespaces.contains(ns)) =>
-        {
-            // Its namespace is created by this same sync: nothing to dry-run against yet.
-            return Ok(PlannedObject {
-                desired,
-                live,
-                change: Change::Create,
-                adopt: false,
-                error: None,
-            });
-        }
+    // options were checked when rendering; a hand-made desired set may still hold bad ones
+    let options = match opts.sync_options.for_object(&desired.object) {
+        Ok(o) => o,
         Err(e) => {
             let change = if live.is_some() {
                 Change::Update {
@@ -422,19 +456,98 @@ async fn plan_one(
             } else {
                 Change::Create
             };
-            return Ok(PlannedObject {
+            return Ok(planned(
                 desired,
                 live,
                 change,
-                adopt: false,
-                error: Some(api_error_message(&e)),
-            });
+                opts.sync_options,
+                Some(e.to_string()),
+            ));
         }
     };
+    if let Some(error) = shared_with_another(&desired, live.as_ref(), &options, opts) {
+        return Ok(planned(
+            desired,
+            live,
+            Change::Unchanged,
+            options,
+            Some(error),
+        ));
+    }
+    let method = Method::of(&options);
+    let ignore = diff::ignored_pointers(&opts.ignore_differences, &desired.id);
+    if let Some(l) = &live
+        && unchanged_without_asking(&desired.object, l, method, &opts.field_manager)
+    {
+        return Ok(planned(desired, live, Change::Unchanged, options, None));
+    }
+    let api = match dest.api_for(desired.api_version(), &desired.id).await {
+        Ok(api) => api,
+        Err(DestinationError::UnknownKind { api_version, kind }) => {
+            let group = api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
+            let brought = context
+                .crd_kinds
+                .iter()
+                .any(|(g, k)| g == group && *k == kind);
+            let error = (!brought && !options.skip_dry_run_on_missing_resource).then(|| {
+                format!(
+                    "the cluster serves no {kind} in {api_version} and no CRD in this source defines it \
+                     (if something else installs the CRD, annotate the object with \
+                     argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true)"
+                )
+            });
+            return Ok(planned(desired, None, Change::Create, options, error));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::trace!(object = %desired.id, exists = live.is_some(), "needs a server-side dry run");
+    if live.is_none() && !opts.dry_run_creates {
+        return Ok(planned(desired, live, Change::Create, options, None));
+    }
+    let how = Send {
+        field_manager: &opts.field_manager,
+        // what the others own does not matter for a prediction of a client-side apply
+        force_conflicts: opts.force_conflicts || !method.records_ownership(),
+        options,
+        dry_run: true,
+    };
+    let merged =
+        match apply::send(&api, &desired.id.name, &desired.object, live.as_ref(), &how).await {
+            Ok(m) => m,
+            Err(kube::Error::Api(s))
+                if live.is_none()
+                    && s.code == 404
+                    && desired
+                        .id
+                        .namespace
+                        .as_ref()
+                        .is_some_and(|ns| context.created_namespaces.contains(ns)) =>
+            {
+                // Its namespace is created by this same sync: nothing to dry-run against yet.
+                return Ok(planned(desired, live, Change::Create, options, None));
+            }
+            Err(e) => {
+                let change = if live.is_some() {
+                    Change::Update {
+                        diff: String::new(),
+                    }
+                } else {
+                    Change::Create
+                };
+                return Ok(planned(
+                    desired,
+                    live,
+                    change,
+                    options,
+                    Some(api_error_message(&e)),
+                ));
+            }
+        };
     let (change, adopt) = match &live {
         None => (Change::Create, false),
         Some(l) if diff::semantically_equal(l, &merged, &ignore) => {
-            let owned = diff::keeps_owned_fields(&desired.object, l, &opts.field_manager).is_some();
+            let owned = !method.records_ownership()
+                || diff::keeps_owned_fields(&desired.object, l, &opts.field_manager).is_some();
             (Change::Unchanged, !owned)
         }
         Some(l) => (
@@ -450,6 +563,45 @@ async fn plan_one(
         change,
         adopt,
         error: None,
+        options,
+    })
+}
+
+/// Whether the live object already holds everything the method would send, so no dry
+/// run is needed: for server-side apply, every applied field with its value and every
+/// field Capstan owns still applied; for client-side apply, the last-applied
+/// annotation equal to the object. A replace always asks.
+fn unchanged_without_asking(desired: &Value, live: &Value, method: Method, manager: &str) -> bool {
+    match method {
+        Method::ServerSide => {
+            diff::is_subset(&diff::fold_string_data(desired), live)
+                && diff::keeps_owned_fields(desired, live, manager) == Some(true)
+        }
+        Method::ClientSide => apply::client_side_unchanged(&diff::fold_string_data(desired), live),
+        Method::Replace | Method::Recreate => false,
+    }
+}
+
+/// With `FailOnSharedResource=true`: the error when the live object belongs to another
+/// Application.
+fn shared_with_another(
+    desired: &DesiredObject,
+    live: Option<&Value>,
+    options: &SyncOptionSet,
+    opts: &PlanOptions,
+) -> Option<String> {
+    if !options.fail_on_shared_resource {
+        return None;
+    }
+    let owner = live?
+        .pointer("/metadata/labels")?
+        .get(APPLICATION_LABEL)?
+        .as_str()?;
+    (owner != opts.application).then(|| {
+        format!(
+            "{} belongs to Application {owner:?} (label {APPLICATION_LABEL}); FailOnSharedResource=true refuses to take it over",
+            desired.id
+        )
     })
 }
 

@@ -32,5 +32,5 @@ pub use cluster::TestCluster;
 pub use git::{BasicAuth, GitServer};
 pub use https::HttpsFront;
 pub use registry::{RegistryAuth, RegistryServer};
-pub use repo::TestRepo;
+pub use repo::{TestRepo, copy_tree};
 pub use ssh::SshServer;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use capstan_core::Outcome;
+use capstan_core::{HookType, Outcome, SyncOptionSet};
 use capstan_engine::destination::Destination;
 use capstan_engine::sync::{self, Progress, SyncOptions};
 use clap::Args;
@@ -43,6 +43,17 @@ pub struct ApplyCommand {
     /// Take over fields that other field managers own.
     #[arg(long)]
     force_conflicts: bool,
+    /// Create the namespace (-n) when it does not exist (Argo CD's CreateNamespace=true).
+    #[arg(long)]
+    create_namespace: bool,
+    /// A sync option for every object, as Argo CD spells them (repeatable):
+    /// Replace=true, ServerSideApply=false, Validate=false, Prune=false, ... Objects'
+    /// own `argocd.argoproj.io/sync-options` / `capstan.dev/sync-options` annotations win.
+    #[arg(long = "sync-option", value_name = "KEY=VALUE")]
+    sync_options: Vec<String>,
+    /// Prune objects marked Prune=confirm.
+    #[arg(long)]
+    confirm_prune: bool,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -108,6 +119,13 @@ pub async fn run(args: ApplyCommand) -> anyhow::Result<ExitCode> {
     opts.dry_run = args.dry_run;
     opts.inventory_namespace = args.inventory_namespace.clone();
     opts.plan.force_conflicts = args.force_conflicts;
+    opts.confirm_prune = args.confirm_prune;
+    opts.plan.sync_options = SyncOptionSet::default()
+        .with(args.sync_options.iter().map(String::as_str))
+        .map_err(|e| anyhow::anyhow!("--sync-option: {e}"))?;
+    if args.create_namespace {
+        opts.plan.sync_options.create_namespace = true;
+    }
     opts.plan.concurrency = args.concurrency.max(1);
     let bar = (text && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(0);
@@ -123,7 +141,8 @@ pub async fn run(args: ApplyCommand) -> anyhow::Result<ExitCode> {
             Progress::Planned {
                 to_apply, to_prune, ..
             } => b.set_length((*to_apply + *to_prune) as u64),
-            Progress::Wave(w) => b.set_message(format!("wave {w}")),
+            Progress::Step(phase, w) => b.set_message(format!("{phase} wave {w}")),
+            Progress::Hook(run) => b.set_message(print::hook_line(run, false)),
             Progress::Applied(id, o) | Progress::Pruned(id, o) if *o != Outcome::Unchanged => {
                 b.inc(1);
                 b.set_message(print::kubectl_name(id));
@@ -147,6 +166,12 @@ pub async fn run(args: ApplyCommand) -> anyhow::Result<ExitCode> {
                 "revision": checkout.revision,
                 "dryRun": args.dry_run,
                 "changes": report.changes.entries,
+                "hooks": report.hooks.iter().map(|h| json!({
+                    "object": h.object,
+                    "hookType": h.result.hook_type,
+                    "phase": h.result.phase,
+                    "message": h.result.message,
+                })).collect::<Vec<_>>(),
                 "health": report.health,
                 "succeeded": report.succeeded(),
                 "error": report.error.as_ref().map(|e| e.to_string()),
@@ -160,11 +185,24 @@ pub async fn run(args: ApplyCommand) -> anyhow::Result<ExitCode> {
         _ => {
             // one write for all the lines (thousands of objects, one line each)
             let mut text = String::new();
+            // PreSync hooks, the objects, then the hooks that ran with or after them
+            let (pre, later): (Vec<_>, Vec<_>) = report
+                .hooks
+                .iter()
+                .partition(|h| h.result.hook_type == HookType::PreSync);
+            for h in pre {
+                text.push_str(&print::hook_line(h, true));
+                text.push('\n');
+            }
             for e in &report.changes.entries {
                 if let Some(o) = &e.outcome {
                     text.push_str(&print::outcome_line(&e.object, o, args.dry_run));
                     text.push('\n');
                 }
+            }
+            for h in later {
+                text.push_str(&print::hook_line(h, true));
+                text.push('\n');
             }
             if let Some(h) = &report.health {
                 text.push_str(&format!("health: {}\n", h.state));

@@ -157,7 +157,7 @@ async fn cluster(args: &DiffCommand, app: &str) -> anyhow::Result<(Vec<Item>, St
             error: o.error.clone(),
         });
     }
-    for p in plan.prune.iter().filter(|p| p.exists && !p.keep) {
+    for p in plan.prune.iter().filter(|p| p.is_drift()) {
         items.push(Item {
             id: p.entry.id.clone(),
             action: "prune",

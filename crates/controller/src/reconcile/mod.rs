@@ -32,7 +32,7 @@ use capstan_engine::source::GitSource;
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
 
-pub use finalize::{DELETE_RESOURCES_FINALIZER, finalize};
+pub use finalize::{DELETE_HOOKS_FINALIZER, DELETE_RESOURCES_FINALIZER, finalize};
 pub use memory::AppMemory;
 pub use request::{REFRESH_ANNOTATION, SYNC_ANNOTATION, SyncRequest, Trigger};
 pub use spec::interval;
@@ -193,6 +193,7 @@ impl<'a> Pass<'a> {
         let src = self.source().await?;
         let revision = self.fetch(&src).await?;
         let desired = self.render(&src, &revision).await?;
+        self.keep_delete_hooks(&desired).await;
         let planned = self.plan(&desired).await?;
         let decision = self.decide(&planned.plan, &revision).await;
         let synced = match decision {
@@ -215,7 +216,11 @@ impl<'a> Pass<'a> {
 
     /// Stage 0: a spec the controller cannot act on waits for a new spec; nothing is done.
     fn check_spec(&self) -> Result<(), StageFailure> {
-        let invalid = spec::invalid_durations(self.app);
+        let mut invalid = spec::invalid_durations(self.app);
+        if let Err(e) = spec::sync_option_set(self.app) {
+            invalid.push(e);
+        }
+        invalid.extend(spec::unsupported(self.app));
         if invalid.is_empty() {
             return Ok(());
         }
@@ -320,6 +325,34 @@ impl<'a> Pass<'a> {
             .await
             .map_err(|e| StageFailure::retry("PlanFailed", e))?;
         Ok(Planned { dest, plan, opts })
+    }
+
+    /// An Application whose source has PreDelete or PostDelete hooks gets the
+    /// finalizer that runs them when it is deleted (as Argo CD adds its own), unless it
+    /// has [`DELETE_RESOURCES_FINALIZER`], which runs them too.
+    async fn keep_delete_hooks(&self, desired: &[DesiredObject]) {
+        let has = |f: &str| self.app.finalizers().iter().any(|x| x == f);
+        if finalize::delete_hooks(desired).is_empty()
+            || has(DELETE_RESOURCES_FINALIZER)
+            || has(DELETE_HOOKS_FINALIZER)
+        {
+            return;
+        }
+        if let Err(e) = finalize::add_finalizer(self.app, DELETE_HOOKS_FINALIZER, self.ctx).await {
+            tracing::warn!(app = %self.key, error = %e, "adding the delete-hooks finalizer");
+        }
+    }
+
+    /// What deleting the Application needs of its source: the revision the spec names,
+    /// rendered, and the destination.
+    pub(super) async fn for_deletion(
+        &mut self,
+    ) -> Result<(Arc<Vec<DesiredObject>>, Revision), StageFailure> {
+        self.check_spec()?;
+        let src = self.source().await?;
+        let revision = self.fetch(&src).await?;
+        let desired = self.render(&src, &revision).await?;
+        Ok((desired, revision))
     }
 
     fn inventory(&self) -> InventoryStore {

@@ -12,9 +12,10 @@ use kube::Resource;
 
 use super::memory::AppMemory;
 use super::request::{self, SyncRequest};
+use super::spec;
 use super::{Pass, Planned};
 use crate::audit::{self, AuditRecordSpec};
-use crate::crd::{HistoryEntry, OperationState};
+use crate::crd::{HistoryEntry, HookStatus, OperationState};
 use crate::{Context, now};
 
 /// Sync options every controller sync shares: the Application's inventory in the
@@ -29,6 +30,35 @@ pub(super) fn sync_options(name: &str, inventory_key: &str, ctx: &Context) -> Sy
     let leader = ctx.leader.clone();
     opts.stop = Some(Arc::new(move || stop.is_stopped() || !leader.is_leader()));
     opts
+}
+
+/// The annotation that confirms pruning (and deleting) objects marked `Prune=confirm`
+/// or `Delete=confirm`; Argo CD's `argocd.argoproj.io/deletion-approved` is read too.
+pub const PRUNE_CONFIRMED_ANNOTATION: &str = "capstan.dev/prune-confirmed";
+
+/// Whether the Application confirms pruning objects marked `confirm`.
+pub(super) fn prune_confirmed(app: &crate::crd::Application) -> bool {
+    let ann = app.meta().annotations.as_ref();
+    [
+        PRUNE_CONFIRMED_ANNOTATION,
+        "argocd.argoproj.io/deletion-approved",
+    ]
+    .iter()
+    .any(|k| ann.is_some_and(|a| a.get(*k).is_some_and(|v| !v.is_empty() && v != "false")))
+}
+
+/// The hook runs, as the status shows them.
+pub(super) fn hook_statuses(runs: &[sync::HookRun]) -> Vec<HookStatus> {
+    runs.iter()
+        .map(|r| HookStatus {
+            kind: r.object.kind.clone(),
+            name: r.object.name.clone(),
+            namespace: r.object.namespace.clone().unwrap_or_default(),
+            hook_type: r.result.hook_type.as_str().to_string(),
+            phase: format!("{:?}", r.result.phase),
+            message: r.result.message.clone(),
+        })
+        .collect()
 }
 
 /// How many objects each outcome had, without the zeros.
@@ -94,6 +124,8 @@ impl Pass<'_> {
             .and_then(|r| r.prune)
             .unwrap_or_else(|| automated.is_some_and(|a| a.prune));
         opts.allow_empty = self.app.spec.sync_policy.allow_empty;
+        opts.confirm_prune = prune_confirmed(self.app);
+        opts.namespace_metadata = spec::namespace_metadata(self.app);
         let trigger = request
             .as_ref()
             .map(|r| r.trigger.clone())
@@ -118,6 +150,7 @@ impl Pass<'_> {
             started_at: Some(started),
             finished_at: Some(now()),
             summary: summary.clone(),
+            hooks: hook_statuses(&report.hooks),
         });
         push_history(
             &mut self.status.history,

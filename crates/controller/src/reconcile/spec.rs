@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use capstan_core::SyncOptionSet;
 use capstan_engine::diff::IgnoreRule;
 use capstan_engine::plan::PlanOptions;
 use capstan_engine::render::{HelmOptions, KustomizeOptions, RenderOptions, RendererKind};
@@ -38,6 +39,57 @@ pub(super) fn invalid_durations(app: &Application) -> Vec<String> {
             .then(|| format!("{field}: {v:?} is not a duration (e.g. 30s, 2m, 1h30m)"))
     })
     .collect()
+}
+
+/// The Application's sync options: `syncPolicy.syncOptions` (Argo CD's spelling) and
+/// `syncPolicy.createNamespace`; an unknown or malformed option names its field.
+pub(super) fn sync_option_set(app: &Application) -> Result<SyncOptionSet, String> {
+    let policy = &app.spec.sync_policy;
+    let mut set = SyncOptionSet::default();
+    for (i, opt) in policy.sync_options.iter().enumerate() {
+        set = set
+            .with([opt.as_str()])
+            .map_err(|e| format!("spec.syncPolicy.syncOptions[{i}]: {e}"))?;
+    }
+    set.create_namespace |= policy.create_namespace;
+    Ok(set)
+}
+
+/// Labels and annotations of the namespace `CreateNamespace` creates.
+pub(super) fn namespace_metadata(app: &Application) -> capstan_engine::sync::NamespaceMetadata {
+    let m = app.spec.sync_policy.managed_namespace_metadata.as_ref();
+    capstan_engine::sync::NamespaceMetadata {
+        labels: m.map(|m| m.labels.clone()).unwrap_or_default(),
+        annotations: m.map(|m| m.annotations.clone()).unwrap_or_default(),
+    }
+}
+
+/// Fields of the spec this controller cannot act on yet, named so the Application
+/// waits with a clear condition instead of being synced without them.
+pub(super) fn unsupported(app: &Application) -> Vec<String> {
+    let mut out = Vec::new();
+    let sources: Vec<(&str, &crate::crd::SourceSpec)> = if app.spec.sources.is_empty() {
+        vec![("spec.source", &app.spec.source)]
+    } else {
+        out.push(
+            "spec.sources: multi-source Applications are not supported by this controller yet"
+                .to_string(),
+        );
+        Vec::new()
+    };
+    for (at, src) in sources {
+        if src.chart.is_some() {
+            out.push(format!(
+                "{at}.chart: charts from Helm repositories are not supported by this controller yet"
+            ));
+        }
+        if src.helm.as_ref().is_some_and(|h| !h.values_from.is_empty()) {
+            out.push(format!(
+                "{at}.helm.valuesFrom is not supported by this controller yet"
+            ));
+        }
+    }
+    out
 }
 
 /// The Application's interval (default from the controller options).
@@ -101,7 +153,7 @@ pub(super) fn render_options(app: &Application, namespace: &str) -> RenderOption
             release_name: Some(h.release_name.clone().unwrap_or_else(|| app.name_any())),
             namespace: Some(namespace.to_string()),
             values_files: h.value_files.clone(),
-            values: h.values.clone(),
+            values: helm_values(h),
             set: h
                 .parameters
                 .iter()
@@ -113,6 +165,33 @@ pub(super) fn render_options(app: &Application, namespace: &str) -> RenderOption
     opts
 }
 
+/// `values` with `valuesObject` merged over it, as one YAML (JSON) document.
+fn helm_values(h: &crate::crd::HelmSpec) -> Option<String> {
+    let Some(object) = &h.values_object else {
+        return h.values.clone();
+    };
+    let mut base: serde_json::Value = h
+        .values
+        .as_deref()
+        .and_then(|v| serde_saphyr::from_str(v).ok())
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    merge(&mut base, object);
+    Some(base.to_string())
+}
+
+/// Merge `over` into `base`, maps key by key (as Helm merges values).
+fn merge(base: &mut serde_json::Value, over: &serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
 /// The plan options of a controller reconcile.
 pub(super) fn plan_options(app: &Application, requests_per_app: usize) -> PlanOptions {
     let mut opts = PlanOptions::new(app.name_any());
@@ -122,6 +201,7 @@ pub(super) fn plan_options(app: &Application, requests_per_app: usize) -> PlanOp
     // conflict forever.
     opts.force_conflicts = true;
     opts.concurrency = requests_per_app;
+    opts.sync_options = sync_option_set(app).unwrap_or_default();
     opts.ignore_differences = app
         .spec
         .ignore_differences

@@ -75,7 +75,7 @@ pub(super) fn resources_and_health(plan: &Plan) -> (Vec<ResourceStatus>, Health)
             requires_pruning: false,
         });
     }
-    for p in plan.prune.iter().filter(|p| p.exists && !p.keep) {
+    for p in plan.prune.iter().filter(|p| p.exists && p.keep.is_none()) {
         resources.push(ResourceStatus {
             group: p.entry.id.group.clone(),
             version: p.entry.api_version.clone(),
@@ -84,7 +84,7 @@ pub(super) fn resources_and_health(plan: &Plan) -> (Vec<ResourceStatus>, Health)
             name: p.entry.id.name.clone(),
             status: "OutOfSync".into(),
             health: None,
-            requires_pruning: true,
+            requires_pruning: p.options.prune != capstan_core::Permission::Deny,
         });
     }
     (resources, Health::worst(&healths))
@@ -93,7 +93,7 @@ pub(super) fn resources_and_health(plan: &Plan) -> (Vec<ResourceStatus>, Health)
 /// How many objects differ from Git: drifted ones and those waiting to be pruned.
 pub(super) fn drift_count(plan: &Plan) -> usize {
     plan.objects.iter().filter(|o| o.change.is_drift()).count()
-        + plan.prune.iter().filter(|p| p.exists && !p.keep).count()
+        + plan.prune.iter().filter(|p| p.is_drift()).count()
 }
 
 /// The kinds (apiVersion, kind) of the status's resources, to watch for drift.

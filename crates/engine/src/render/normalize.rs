@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use capstan_core::{ObjectRef, SyncWave};
+use capstan_core::{ObjectRef, Role, SyncOptionSet, SyncWave};
 use serde_json::Value;
 
 use super::{Origin, RawObject, RenderError, Scopes};
@@ -19,6 +19,11 @@ pub struct DesiredObject {
     pub origin: Origin,
     /// Its sync wave.
     pub wave: SyncWave,
+    /// One of the Application's objects, a hook, or skipped.
+    pub role: Role,
+    /// A hook without `metadata.name`: the name is made when it runs (its
+    /// `generateName`, the revision, the phase). `id.name` then holds the prefix.
+    pub unnamed: bool,
 }
 
 impl DesiredObject {
@@ -28,6 +33,24 @@ impl DesiredObject {
             .get("apiVersion")
             .and_then(Value::as_str)
             .unwrap_or("")
+    }
+
+    /// A desired object from a rendered one (for callers that build desired sets by
+    /// hand, such as tests): its role read from its annotations, its wave 0.
+    pub fn new(id: ObjectRef, object: Value, origin: Origin) -> Self {
+        DesiredObject {
+            role: Role::of(&object),
+            id,
+            object,
+            origin,
+            wave: SyncWave(0),
+            unnamed: false,
+        }
+    }
+
+    /// Whether the object is one of the Application's own (not a hook, not skipped).
+    pub fn is_resource(&self) -> bool {
+        self.role.is_resource()
     }
 }
 
@@ -83,17 +106,8 @@ pub fn normalize(
                 message: "metadata must be a mapping".into(),
             });
         }
-        let mut id = ObjectRef::from_object(&object).map_err(|e| {
-            let hint = if object.pointer("/metadata/generateName").is_some() {
-                " (generateName is not supported: an object without a name cannot be tracked)"
-            } else {
-                ""
-            };
-            RenderError::Invalid {
-                origin: origin.clone(),
-                message: format!("{e}{hint}"),
-            }
-        })?;
+        let role = Role::of(&object);
+        let (mut id, unnamed) = identity(&object, &role, &origin)?;
         match scopes.namespaced(&id.group, &id.kind) {
             Some(true) | None if id.namespace.is_none() => {
                 if scopes.namespaced(&id.group, &id.kind).is_none() && scopes.is_authoritative() {
@@ -115,6 +129,23 @@ pub fn normalize(
             origin: origin.clone(),
             message: format!("{id}: {e}"),
         })?;
+        SyncOptionSet::default()
+            .for_object(&object)
+            .map_err(|e| RenderError::Invalid {
+                origin: origin.clone(),
+                message: format!("{id}: {e}"),
+            })?;
+        if unnamed {
+            out.push(DesiredObject {
+                id,
+                object,
+                origin,
+                wave,
+                role,
+                unnamed,
+            });
+            continue;
+        }
         if let Some(first) = seen.get(&id) {
             return Err(RenderError::Duplicate {
                 object: Box::new(id),
@@ -128,9 +159,49 @@ pub fn normalize(
             object,
             origin,
             wave,
+            role,
+            unnamed,
         });
     }
     Ok(out)
+}
+
+/// The identity of a rendered object, and whether it is a hook without a name (then
+/// `name` is its `generateName`, possibly empty). Only hooks may go without a name: a
+/// resource without one could not be tracked.
+fn identity(
+    object: &Value,
+    role: &Role,
+    origin: &Origin,
+) -> Result<(ObjectRef, bool), RenderError> {
+    match ObjectRef::from_object(object) {
+        Ok(id) => Ok((id, false)),
+        Err(e) => {
+            let has_name = object.pointer("/metadata/name").is_some();
+            if matches!(role, Role::Hook(_)) && !has_name {
+                let mut named = object.clone();
+                let prefix = object
+                    .pointer("/metadata/generateName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                named["metadata"]["name"] = Value::String("-".into());
+                if let Ok(mut id) = ObjectRef::from_object(&named) {
+                    id.name = prefix;
+                    return Ok((id, true));
+                }
+            }
+            let hint = if object.pointer("/metadata/generateName").is_some() {
+                " (generateName is for hooks: an object of the Application without a name cannot be tracked)"
+            } else {
+                ""
+            };
+            Err(RenderError::Invalid {
+                origin: origin.clone(),
+                message: format!("{e}{hint}"),
+            })
+        }
+    }
 }
 
 fn unknown(origin: Origin, object: ObjectRef) -> RenderError {

@@ -7,10 +7,19 @@
 //! DaemonSets available with all replicas ready, Jobs complete, Pods running and ready,
 //! PersistentVolumeClaims bound, LoadBalancer Services given an ingress address.
 //!
+//! A Pod that runs to completion (`restartPolicy: Never` or `OnFailure`) ends
+//! `Succeeded` or `Failed`, and a Job `Complete` or `Failed`, as their command says
+//! (`false`, `exit N`, `sleep N`: see [`program`]); a finished Job with
+//! `ttlSecondsAfterFinished` is deleted that long after, as the TTL controller does.
+//! [`DURATION_ANNOTATION`] sets how long one object takes.
+//!
 //! An object annotated with [`FAIL_ANNOTATION`] (any value but `"false"`) fails instead:
 //! a Deployment gets `Progressing=False` with reason `ProgressDeadlineExceeded`, a Job
 //! `Failed=True` with `BackoffLimitExceeded`, a ReplicaSet `ReplicaFailure`, a Pod
-//! crash-loops, and StatefulSets, DaemonSets, PVCs and LoadBalancers never become ready.
+//! crash-loops (or, run to completion, exits 1), and StatefulSets, DaemonSets, PVCs and
+//! LoadBalancers never become ready.
+
+pub mod program;
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -22,12 +31,14 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{CONTROLLER_MANAGER, log_err};
-use crate::cluster::{Cluster, WriteOptions};
+use crate::cluster::{Cluster, DeleteOptions, Propagation, WriteOptions};
 use crate::meta;
 use crate::registry::GroupResource;
 
 /// Annotation that makes the simulation fail an object instead of making it ready.
 pub const FAIL_ANNOTATION: &str = "simulate.capstan.dev/fail";
+
+pub use program::DURATION_ANNOTATION;
 
 /// Options of the workload simulation.
 #[derive(Debug, Clone)]
@@ -117,6 +128,43 @@ fn fails(obj: &Value) -> bool {
     meta::annotation(obj, FAIL_ANNOTATION).is_some_and(|v| v != "false")
 }
 
+/// A Pod whose containers are not restarted: it ends.
+fn completes(kind: Kind, obj: &Value) -> bool {
+    kind == Kind::Pod
+        && matches!(
+            obj.pointer("/spec/restartPolicy").and_then(Value::as_str),
+            Some("Never" | "OnFailure")
+        )
+}
+
+/// What the containers of a Pod that completes, or of a Job, do.
+fn program_of(kind: Kind, obj: &Value) -> Option<program::Program> {
+    match kind {
+        Kind::Pod if completes(kind, obj) => Some(program::of_containers(&program::containers(
+            obj,
+            "/spec/containers",
+        ))),
+        Kind::Job => Some(program::of_containers(&program::containers(
+            obj,
+            "/spec/template/spec/containers",
+        ))),
+        _ => None,
+    }
+}
+
+/// Whether the object ends failed: annotated so, or its program exits non-zero.
+fn fails_for(kind: Kind, obj: &Value) -> bool {
+    fails(obj) || program_of(kind, obj).is_some_and(|p| p.exit_code != 0)
+}
+
+/// How long the object stays progressing: as annotated, as its program sleeps, or the
+/// simulation's delay.
+fn delay_for(kind: Kind, obj: &Value, opts: &SimulationOptions) -> Duration {
+    program::annotated(obj)
+        .or_else(|| program_of(kind, obj).and_then(|p| p.takes))
+        .unwrap_or(opts.delay)
+}
+
 fn observed(obj: &Value) -> i64 {
     obj.pointer("/status/observedGeneration")
         .and_then(Value::as_i64)
@@ -162,6 +210,10 @@ fn is_settled(kind: Kind, obj: &Value) -> bool {
                     || has_condition(obj, "Failed", "True")
                     || has_condition(obj, "Suspended", "True") && suspended(obj)
             }
+            Kind::Pod if completes(kind, obj) => matches!(
+                obj.pointer("/status/phase").and_then(Value::as_str),
+                Some("Succeeded" | "Failed")
+            ),
             Kind::Pod => obj.pointer("/status/containerStatuses").is_some(),
             Kind::Claim => obj.pointer("/status/phase").and_then(Value::as_str) == Some("Bound"),
             Kind::LoadBalancer => obj.pointer("/status/loadBalancer/ingress").is_some(),
@@ -178,7 +230,13 @@ fn consider(
     let Some(kind) = Kind::of(gr, obj) else {
         return;
     };
-    if meta::is_deleting(obj) || is_settled(kind, obj) {
+    if meta::is_deleting(obj) {
+        return;
+    }
+    if is_settled(kind, obj) {
+        if kind == Kind::Job {
+            expire(cluster, scheduled, gr, obj);
+        }
         return;
     }
     if fails(obj)
@@ -213,7 +271,7 @@ fn consider(
     }
     let cluster = cluster.clone();
     let scheduled = scheduled.clone();
-    let delay = opts.delay;
+    let delay = delay_for(kind, obj, opts);
     let gr = gr.clone();
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
@@ -228,6 +286,53 @@ fn consider(
             if same && !meta::is_deleting(&cur) {
                 write_status(&cluster, &gr, &cur, kind, Phase::Done);
             }
+        }
+    });
+}
+
+/// Delete a finished Job `ttlSecondsAfterFinished` after its completion (as the TTL
+/// controller does); its finalizers, if any, hold it as on a real cluster.
+fn expire(
+    cluster: &Arc<Cluster>,
+    scheduled: &Arc<Mutex<HashSet<TimerKey>>>,
+    gr: &GroupResource,
+    obj: &Value,
+) {
+    let Some(ttl) = obj
+        .pointer("/spec/ttlSecondsAfterFinished")
+        .and_then(Value::as_u64)
+    else {
+        return;
+    };
+    let key = (
+        gr.clone(),
+        meta::namespace(obj).to_string(),
+        meta::name(obj).to_string(),
+        format!("ttl-{}", meta::uid(obj)),
+    );
+    if !scheduled.lock().insert(key.clone()) {
+        return;
+    }
+    let (cluster, scheduled, gr) = (cluster.clone(), scheduled.clone(), gr.clone());
+    let uid = meta::uid(obj).to_string();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(ttl)).await;
+        scheduled.lock().remove(&key);
+        let (_, ns, name, _) = &key;
+        let Some(def) = cluster.registry.any_version(&gr) else {
+            return;
+        };
+        if cluster
+            .store
+            .get(&gr, ns, name)
+            .is_some_and(|cur| meta::uid(&cur) == uid && !meta::is_deleting(&cur))
+        {
+            let opts = DeleteOptions {
+                dry_run: false,
+                propagation: Some(Propagation::Background),
+                preconditions: crate::cluster::Preconditions::uid(&uid),
+            };
+            log_err("job ttl", cluster.delete(&def, ns, name, &opts));
         }
     });
 }
@@ -253,7 +358,7 @@ fn write_status(cluster: &Cluster, gr: &GroupResource, obj: &Value, kind: Kind, 
             if kind.tracks_generation() && meta::generation(cur) != generation {
                 return None;
             }
-            let status = status_for(kind, cur, phase, fails(cur));
+            let status = status_for(kind, cur, phase, fails_for(kind, cur));
             let mut new = cur.clone();
             new["status"] = status;
             Some(new)
@@ -538,9 +643,15 @@ fn status_for(kind: Kind, obj: &Value, phase: Phase, fail: bool) -> Value {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            if !done {
-                return json!({"phase": "Pending", "conditions": [condition("PodScheduled", "True", "Scheduled", "simulated", &now, false)]});
-            }
+            // a Pod that runs to completion runs its program meanwhile; others start
+            let fail = match (done, completes(kind, obj)) {
+                (true, true) => return completed_pod(&containers, fail, &now),
+                (false, true) => false,
+                (false, false) => {
+                    return json!({"phase": "Pending", "conditions": [condition("PodScheduled", "True", "Scheduled", "simulated", &now, false)]});
+                }
+                (true, false) => fail,
+            };
             let ready = if fail { "False" } else { "True" };
             let statuses: Vec<Value> = containers
                 .iter()
@@ -583,6 +694,44 @@ fn status_for(kind: Kind, obj: &Value, phase: Phase, fail: bool) -> Value {
     }
 }
 
+/// The status of a Pod whose containers ran to their end: `Succeeded`, or `Failed`
+/// with each container's exit code (annotated to fail: the first exits 1).
+fn completed_pod(containers: &[Value], fail: bool, now: &str) -> Value {
+    let mut codes: Vec<i64> = containers
+        .iter()
+        .map(|c| program::of_containers(std::slice::from_ref(c)).exit_code)
+        .collect();
+    if fail
+        && codes.iter().all(|c| *c == 0)
+        && let Some(first) = codes.first_mut()
+    {
+        *first = 1;
+    }
+    let statuses: Vec<Value> = containers
+        .iter()
+        .zip(&codes)
+        .map(|(c, exit)| {
+            let reason = if *exit == 0 { "Completed" } else { "Error" };
+            json!({"name": c["name"], "image": c.get("image").cloned().unwrap_or(Value::Null), "imageID": "",
+                   "ready": false, "started": false, "restartCount": 0,
+                   "state": {"terminated": {"exitCode": exit, "reason": reason, "startedAt": now, "finishedAt": now}}})
+        })
+        .collect();
+    let phase = if codes.iter().any(|c| *c != 0) {
+        "Failed"
+    } else {
+        "Succeeded"
+    };
+    json!({"phase": phase, "hostIP": "10.0.0.1", "podIP": "10.244.0.10", "startTime": now,
+           "conditions": [
+               condition("PodScheduled", "True", "", "", now, false),
+               condition("Initialized", "True", "", "", now, false),
+               condition("ContainersReady", "False", "PodCompleted", "", now, false),
+               condition("Ready", "False", "PodCompleted", "", now, false),
+           ],
+           "containerStatuses": statuses})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -616,6 +765,38 @@ mod tests {
         progressing["status"] =
             status_for(Kind::Deployment, &progressing, Phase::Progressing, false);
         assert!(!is_settled(Kind::Deployment, &progressing));
+    }
+
+    #[test]
+    fn a_pod_that_runs_to_completion_ends_as_its_command_says() {
+        let pod = |cmd: Value| {
+            json!({"metadata": {"name": "p"}, "spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "x", "command": cmd}]}})
+        };
+        let ok = pod(json!(["true"]));
+        let mut done = ok.clone();
+        done["status"] = status_for(Kind::Pod, &ok, Phase::Done, fails_for(Kind::Pod, &ok));
+        assert_eq!(done["status"]["phase"], "Succeeded");
+        assert!(is_settled(Kind::Pod, &done));
+        let bad = pod(json!(["false"]));
+        let status = status_for(Kind::Pod, &bad, Phase::Done, fails_for(Kind::Pod, &bad));
+        assert_eq!(status["phase"], "Failed");
+        assert_eq!(
+            status["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+            1
+        );
+        let slow = pod(json!(["sleep", "3"]));
+        assert_eq!(
+            delay_for(Kind::Pod, &slow, &SimulationOptions::default()),
+            Duration::from_secs(3)
+        );
+        // a pod that is restarted keeps running: its command does not end it
+        let mut always = bad.clone();
+        always["spec"]["restartPolicy"] = json!("Always");
+        assert!(!fails_for(Kind::Pod, &always));
+        let mut running = always.clone();
+        running["status"] = status_for(Kind::Pod, &always, Phase::Done, false);
+        assert_eq!(running["status"]["phase"], "Running");
     }
 
     #[test]
