@@ -50,6 +50,8 @@
 //! an exact group over a pattern), and among equally specific ones the last. So
 //! [`CustomHealth::extend`] layers one set over another.
 
+use std::sync::Arc;
+
 use capstan_core::{Health, HealthState};
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde::{Deserialize, Serialize};
@@ -91,7 +93,8 @@ pub struct HealthChecks {
 }
 
 /// How one kind of object is judged: a group (pattern), a kind (or `*`) and the checks.
-#[derive(Debug)]
+/// Cloning it shares the compiled checks.
+#[derive(Debug, Clone)]
 pub struct HealthRule {
     /// The group (`""` for the core group), `*` for any, or `*.example.io` for any group
     /// under `example.io`.
@@ -99,10 +102,11 @@ pub struct HealthRule {
     /// The kind, or `*` for any kind of the group.
     pub kind: String,
     /// The compiled checks.
-    pub checks: HealthChecks,
+    pub checks: Arc<HealthChecks>,
 }
 
-/// A set of custom rules, looked up by group and kind.
+/// A set of custom rules, looked up by group and kind. Cloning it shares the compiled
+/// rules.
 ///
 /// ```
 /// use capstan_core::HealthState;
@@ -118,7 +122,7 @@ pub struct HealthRule {
 /// assert_eq!(assess_with(&widget, &rules).state, HealthState::Healthy);
 /// # Ok::<(), capstan_engine::health::CustomHealthError>(())
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CustomHealth {
     rules: Vec<HealthRule>,
 }
@@ -315,7 +319,7 @@ impl HealthRule {
         Ok(HealthRule {
             group: group.to_string(),
             kind: kind.to_string(),
-            checks: HealthChecks::compile(exprs, &name)?,
+            checks: Arc::new(HealthChecks::compile(exprs, &name)?),
         })
     }
 
