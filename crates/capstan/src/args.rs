@@ -4,9 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use capstan_engine::render::{ValuesKind, ValuesReference};
 use clap::{Args, ValueEnum};
 
-/// Where manifests come from: a local directory, or a Git repository.
+/// Where manifests come from: a local directory, a Git repository, or a Helm chart from a
+/// chart repository or OCI registry (whose values files then come from the directory or
+/// Git repository, if one is given).
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
     /// A local directory of manifests (a Kustomization or a Helm chart works too).
@@ -23,11 +26,46 @@ pub struct SourceArgs {
     pub path: PathBuf,
     #[command(flatten)]
     pub credentials: GitCredentials,
-    /// Directory of the Git cache (default ~/.cache/capstan/git).
+    #[command(flatten)]
+    pub chart: ChartArgs,
+    /// Directory of the Git and chart caches (default ~/.cache/capstan).
     #[arg(long, env = "CAPSTAN_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     #[command(flatten)]
     pub render: RenderArgs,
+}
+
+/// A Helm chart from a chart repository or an OCI registry.
+#[derive(Debug, Clone, Args)]
+pub struct ChartArgs {
+    /// Render a chart from this Helm chart repository (https://, http://) or OCI registry
+    /// (oci://host/path); values files (--values) then come from SOURCE or --repo, or
+    /// are local files when neither is given.
+    #[arg(long, value_name = "URL", requires = "chart")]
+    pub helm_repo: Option<String>,
+    /// The chart's name in --helm-repo.
+    #[arg(long, value_name = "NAME", requires = "helm_repo")]
+    pub chart: Option<String>,
+    /// The chart's version: exact, a semver range (`>=1.2 <2`, `1.x`), or omitted for the
+    /// latest release.
+    #[arg(long = "version", value_name = "RANGE", requires = "helm_repo")]
+    pub chart_version: Option<String>,
+    /// User name for the chart repository or registry.
+    #[arg(long, env = "CAPSTAN_HELM_USERNAME")]
+    pub helm_username: Option<String>,
+    /// Password or token for the chart repository or registry (prefer the environment
+    /// variable).
+    #[arg(long, env = "CAPSTAN_HELM_PASSWORD", hide_env_values = true)]
+    pub helm_password: Option<String>,
+    /// A PEM file of CA certificates to trust for the chart repository (a private CA).
+    #[arg(long, value_name = "FILE", requires = "helm_repo")]
+    pub helm_ca_file: Option<PathBuf>,
+    /// Do not check the chart repository's TLS certificate.
+    #[arg(long, requires = "helm_repo")]
+    pub helm_insecure_skip_tls_verify: bool,
+    /// Plain HTTP to an oci:// registry (loopback registries only).
+    #[arg(long, requires = "helm_repo")]
+    pub helm_plain_http: bool,
 }
 
 /// Credentials for a Git repository.
@@ -134,9 +172,16 @@ pub struct RenderArgs {
     /// Helm: release name (default: the chart directory's name).
     #[arg(long, value_name = "NAME")]
     pub release_name: Option<String>,
-    /// Helm: a values file inside the repository (repeatable).
+    /// Helm: a values file inside the repository (repeatable); with --helm-repo and no
+    /// repository, a local file.
     #[arg(long = "values", value_name = "FILE")]
     pub values_files: Vec<String>,
+    /// Helm: values from a ConfigMap or Secret of the cluster, `configmap/NAME[:KEY]` or
+    /// `secret/NAME[:KEY]` (KEY defaults to values.yaml; `NAMESPACE/` in front for
+    /// another namespace than --namespace), applied after --values in the order given
+    /// (repeatable; needs the cluster).
+    #[arg(long = "values-from", value_name = "[NS/]KIND/NAME[:KEY]", value_parser = values_reference)]
+    pub values_from: Vec<ValuesReference>,
     /// Helm: an inline value, `key=value` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -149,6 +194,39 @@ pub struct RenderArgs {
     /// Time limit for an external renderer.
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
     pub render_timeout: Duration,
+}
+
+/// `[NS/]configmap/NAME[:KEY]` or `[NS/]secret/NAME[:KEY]`.
+pub fn values_reference(s: &str) -> Result<ValuesReference, String> {
+    let (object, key) = match s.split_once(':') {
+        Some((object, key)) if !key.is_empty() => (object, Some(key)),
+        Some(_) => return Err(format!("{s:?}: the key after ':' is empty")),
+        None => (s, None),
+    };
+    let parts: Vec<&str> = object.split('/').collect();
+    let (namespace, kind, name) = match parts.as_slice() {
+        [kind, name] => (None, *kind, *name),
+        [ns, kind, name] if !ns.is_empty() => (Some(ns.to_string()), *kind, *name),
+        _ => return Err(format!("{s:?} is not [NAMESPACE/]KIND/NAME[:KEY]")),
+    };
+    let kind = match kind.to_ascii_lowercase().as_str() {
+        "configmap" | "cm" => ValuesKind::ConfigMap,
+        "secret" => ValuesKind::Secret,
+        _ => {
+            return Err(format!(
+                "{s:?}: the kind is configmap or secret, not {kind:?}"
+            ));
+        }
+    };
+    if name.is_empty() {
+        return Err(format!("{s:?}: the name is empty"));
+    }
+    let mut r = ValuesReference::new(kind, name);
+    r.namespace = namespace;
+    if let Some(key) = key {
+        r.key = key.to_string();
+    }
+    Ok(r)
 }
 
 /// How to reach the cluster.
@@ -173,4 +251,37 @@ pub enum Format {
     Yaml,
     /// For pull-request comments (diff only).
     Markdown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_from_names_a_kind_a_name_and_optionally_a_namespace_and_a_key() {
+        let r = values_reference("configmap/web").unwrap();
+        assert_eq!(
+            (r.kind, r.name.as_str(), r.namespace, r.key.as_str()),
+            (ValuesKind::ConfigMap, "web", None, "values.yaml")
+        );
+        let r = values_reference("prod/Secret/web-secrets:prod.yaml").unwrap();
+        assert_eq!(
+            (
+                r.kind,
+                r.name.as_str(),
+                r.namespace.as_deref(),
+                r.key.as_str()
+            ),
+            (ValuesKind::Secret, "web-secrets", Some("prod"), "prod.yaml")
+        );
+        for bad in [
+            "web",
+            "deployment/web",
+            "configmap/",
+            "configmap/web:",
+            "a/b/c/d",
+        ] {
+            assert!(values_reference(bad).is_err(), "{bad}");
+        }
+    }
 }

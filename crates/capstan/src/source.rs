@@ -1,17 +1,72 @@
-//! From source flags to a checkout and a desired set.
+//! From source flags to a checkout (or a fetched chart) and a desired set.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use capstan_core::Revision;
+use capstan_engine::destination::{Capabilities, Destination};
 use capstan_engine::render::{
-    self, DesiredObject, HelmOptions, KustomizeOptions, RenderOptions, Scopes,
+    self, ChartDir, DesiredObject, HelmOptions, KustomizeOptions, RenderOptions, Scopes, ValuesDoc,
 };
-use capstan_engine::source::{Checkout, GitAuth, GitCache, GitSource, local};
+use capstan_engine::source::{
+    ChartCache, ChartSource, Checkout, FetchedChart, GitAuth, GitCache, GitSource, HelmAuth, local,
+};
 
-use crate::args::{GitCredentials, RenderArgs, SourceArgs};
+use crate::args::{ChartArgs, GitCredentials, RenderArgs, SourceArgs};
 
-/// The render options the flags ask for.
-pub fn render_options(args: &RenderArgs, namespace: &str) -> anyhow::Result<RenderOptions> {
+/// What the source flags name, fetched: a tree to render, or a chart from a chart
+/// repository (with the tree its values files come from, when there is one).
+pub struct Fetched {
+    /// The revision the desired set comes from: the tree's, or the chart's digest.
+    pub revision: Revision,
+    tree: Option<Checkout>,
+    chart: Option<FetchedChart>,
+}
+
+impl Fetched {
+    /// The source in one line, for people: the commit (with its author and message) or
+    /// directory digest, or `chart NAME VERSION (sha256:…)`.
+    pub fn describe(&self) -> String {
+        match &self.chart {
+            Some(chart) => format!(
+                "{} ({})",
+                self.revision.message,
+                &chart.digest[..chart.digest.len().min(19)]
+            ),
+            None => crate::print::revision_line(&self.revision),
+        }
+    }
+}
+
+/// What the destination cluster tells a render: Helm's `.Capabilities` and the values
+/// of `--values-from`.
+pub struct FromCluster {
+    /// The cluster's API versions and Kubernetes version.
+    pub caps: Capabilities,
+    /// The `--values-from` documents, in order.
+    pub values: Vec<ValuesDoc>,
+}
+
+/// Read what a render for `dest` needs from it.
+pub async fn from_cluster(dest: &Destination, args: &RenderArgs) -> anyhow::Result<FromCluster> {
+    let caps = dest.capabilities().await?;
+    let values = render::values_from(dest.client(), &dest.namespace, &args.values_from).await?;
+    Ok(FromCluster { caps, values })
+}
+
+/// The render options the flags ask for; what the destination says (when there is
+/// one) becomes Helm's `.Capabilities` and `--values-from` values.
+pub fn render_options(
+    args: &RenderArgs,
+    namespace: &str,
+    cluster: Option<&FromCluster>,
+) -> anyhow::Result<RenderOptions> {
+    if cluster.is_none() && !args.values_from.is_empty() {
+        bail!(
+            "--values-from reads ConfigMaps and Secrets of a cluster: give --kubeconfig or --context"
+        );
+    }
+    let caps = cluster.map(|c| &c.caps);
     let renderer = match &args.renderer {
         Some(r) => Some(r.parse().map_err(anyhow::Error::msg)?),
         None => None,
@@ -31,10 +86,42 @@ pub fn render_options(args: &RenderArgs, namespace: &str) -> anyhow::Result<Rend
             namespace: Some(namespace.to_string()),
             values_files: args.values_files.clone(),
             set: args.set.clone(),
+            values_from: cluster.map(|c| c.values.clone()).unwrap_or_default(),
             values: None,
             timeout: args.render_timeout,
+            api_versions: caps.map(|c| c.api_versions.clone()).unwrap_or_default(),
+            kube_version: caps.and_then(|c| c.kube_version.clone()),
         },
     })
+}
+
+/// The chart the flags name, with its credentials, if any.
+pub fn chart_source(args: &ChartArgs) -> anyhow::Result<Option<(ChartSource, HelmAuth)>> {
+    let (Some(repo), Some(chart)) = (&args.helm_repo, &args.chart) else {
+        return Ok(None);
+    };
+    let basic = match (&args.helm_username, &args.helm_password) {
+        (user, Some(password)) => Some((user.clone().unwrap_or_default(), password.clone())),
+        (Some(_), None) => bail!(
+            "--helm-username needs a password or token (--helm-password or CAPSTAN_HELM_PASSWORD)"
+        ),
+        (None, None) => None,
+    };
+    let src = ChartSource::new(repo, chart, args.chart_version.clone().unwrap_or_default());
+    let ca_pem = match &args.helm_ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("reading the CA file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let auth = HelmAuth {
+        basic,
+        ca_pem,
+        insecure_skip_tls: args.helm_insecure_skip_tls_verify,
+        plain_http: args.helm_plain_http,
+    };
+    Ok(Some((src, auth)))
 }
 
 /// The Git source the flags name, if any.
@@ -81,18 +168,51 @@ pub fn cache(dir: Option<&Path>) -> GitCache {
     )
 }
 
-/// Fetch (for a repository) and check out `revision` (or the flags' revision).
-pub async fn checkout(args: &SourceArgs, revision: Option<&str>) -> anyhow::Result<Checkout> {
+/// Fetch what the flags name: the chart of --helm-repo, and the tree (for a
+/// repository, checked out at `revision` or the flags' revision).
+pub async fn checkout(args: &SourceArgs, revision: Option<&str>) -> anyhow::Result<Fetched> {
+    let tree = tree(args, revision).await?;
+    let Some((src, auth)) = chart_source(&args.chart)? else {
+        let tree = tree.context("give a SOURCE directory, --repo URL or --helm-repo URL")?;
+        return Ok(Fetched {
+            revision: tree.revision.clone(),
+            tree: Some(tree),
+            chart: None,
+        });
+    };
+    let cache = ChartCache::new(
+        args.cache_dir
+            .as_ref()
+            .map(|d| d.join("charts"))
+            .unwrap_or_else(ChartCache::default_dir),
+    );
+    let chart = cache.fetch(&src, &auth).await?;
+    let mut revision = chart.revision(&src.version);
+    if let Some(values) = tree.as_ref().filter(|t| !t.revision.author.is_empty()) {
+        revision.message = format!(
+            "{}, values at {}",
+            revision.message,
+            values.revision.short()
+        );
+    }
+    Ok(Fetched {
+        revision,
+        tree,
+        chart: Some(chart),
+    })
+}
+
+/// The local directory or Git checkout the flags name, if any.
+async fn tree(args: &SourceArgs, revision: Option<&str>) -> anyhow::Result<Option<Checkout>> {
     match git_source(args)? {
         None => {
-            let dir = args
-                .dir
-                .clone()
-                .context("give a SOURCE directory or --repo URL")?;
+            let Some(dir) = args.dir.clone() else {
+                return Ok(None);
+            };
             let mut checkout =
                 local::open(&dir).with_context(|| format!("reading {}", dir.display()))?;
             checkout.path = args.path.clone();
-            Ok(checkout)
+            Ok(Some(checkout))
         }
         Some(src) => {
             let cache = cache(args.cache_dir.as_deref());
@@ -108,17 +228,50 @@ pub async fn checkout(args: &SourceArgs, revision: Option<&str>) -> anyhow::Resu
             })
             .await
             .context("the fetch task panicked")?
+            .map(Some)
         }
     }
 }
 
-/// Render a checkout into the desired set.
+/// Render what was fetched into the desired set.
 pub async fn render(
-    checkout: &Checkout,
+    fetched: &Fetched,
     args: &RenderArgs,
     namespace: &str,
     scopes: &Scopes,
+    cluster: Option<&FromCluster>,
 ) -> anyhow::Result<Vec<DesiredObject>> {
-    let opts = render_options(args, namespace)?;
-    Ok(render::render(checkout, &opts, namespace, scopes).await?)
+    let mut opts = render_options(args, namespace, cluster)?;
+    match (&fetched.chart, &fetched.tree) {
+        (None, Some(tree)) => Ok(render::render(tree, &opts, namespace, scopes).await?),
+        (None, None) => bail!("nothing to render"),
+        (Some(chart), tree) => {
+            let values_root = match tree {
+                Some(tree) => tree.root().to_path_buf(),
+                None => {
+                    // No repository: the values files are the user's own local files,
+                    // as with `helm template -f`.
+                    opts.helm.values_files = local_values(&opts.helm.values_files)?;
+                    PathBuf::from("/")
+                }
+            };
+            let dir = ChartDir {
+                dir: chart.dir.clone(),
+                label: format!("chart {} {}", chart.name, chart.version),
+                values_root: Some(values_root),
+            };
+            Ok(render::render_chart(&dir, &opts.helm, namespace, scopes).await?)
+        }
+    }
+}
+
+/// Local values files as paths below `/` (absolute, without the leading slash).
+fn local_values(files: &[String]) -> anyhow::Result<Vec<String>> {
+    files
+        .iter()
+        .map(|f| {
+            let abs = std::path::absolute(f).with_context(|| format!("values file {f:?}"))?;
+            Ok(abs.strip_prefix("/").unwrap_or(&abs).display().to_string())
+        })
+        .collect()
 }

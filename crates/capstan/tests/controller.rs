@@ -53,6 +53,7 @@ impl Env {
             .arg(self.state.path())
             .args(extra)
             .env("CAPSTAN_LOG", "capstan_controller=debug")
+            .env("CAPSTAN_HELM", capstan_testkit::tools::helm())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::OpenOptions::new()
@@ -1491,5 +1492,101 @@ fn custom_health_rules_from_the_capstan_health_config_map_and_the_application() 
                     })
             })
         },
+    );
+}
+
+/// Argo CD's multi-source: a chart from a Helm repository (served on loopback, a
+/// version range) takes its values file from a Git repository (`$values/...`), and a
+/// ConfigMap (`valuesFrom`) has the last word; a commit to the values is synced.
+#[test]
+fn a_chart_from_a_helm_repository_takes_values_from_git_and_a_configmap() {
+    use capstan_testkit::charts::{ChartRepo, TestChart};
+    let e = Env::new();
+    e.cluster.apply(NS);
+    let charts = ChartRepo::start(None);
+    for v in ["1.1.0", "1.2.0", "2.0.0"] {
+        charts.add(&TestChart::new("greeter", v));
+    }
+    e.repo.write("values/prod.yaml", "greeting: from-git\n");
+    e.repo.commit("values");
+    let _c = e.controller(&[]);
+    e.cluster
+        .apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n");
+    e.cluster.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1\nkind: Application\nmetadata:\n  name: greeter\n  namespace: apps\nspec:\n  sources:\n  - repoURL: {}\n    chart: greeter\n    targetRevision: \">=1.0 <2\"\n    helm:\n      releaseName: greeter\n      valueFiles: [$values/values/prod.yaml]\n  - repoURL: {}\n    ref: values\n  destination:\n    namespace: web\n{AUTOMATED}",
+        charts.url(),
+        e.server.url("env.git")
+    ));
+    let data = |key: &str| {
+        e.try_kubectl(&[
+            "get",
+            "cm",
+            "greeter",
+            "-n",
+            "web",
+            "-o",
+            &format!("jsonpath={{.data.{key}}}"),
+        ])
+    };
+    e.eventually(
+        "the chart synced with the Git values",
+        Duration::from_secs(60),
+        || data("greeting").as_deref() == Some("from-git"),
+    );
+    assert_eq!(
+        data("version").as_deref(),
+        Some("1.2.0"),
+        "the highest in the range"
+    );
+    let app = e.app("greeter");
+    let revision = app["status"]["sync"]["revision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        revision.starts_with("sha256:") && revision.contains(','),
+        "{revision}"
+    );
+
+    e.repo.write("values/prod.yaml", "greeting: changed\n");
+    e.repo.commit("change the values");
+    e.eventually("the values commit synced", Duration::from_secs(60), || {
+        data("greeting").as_deref() == Some("changed")
+    });
+
+    e.cluster.apply(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeter-values\n  namespace: apps\ndata:\n  greeting: from-configmap\n",
+    );
+    let patch = r#"{"spec":{"sources":[{"repoURL":"CHARTS","chart":"greeter","targetRevision":">=1.0 <2","helm":{"releaseName":"greeter","valueFiles":["$values/values/prod.yaml"],"valuesFrom":[{"kind":"ConfigMap","name":"greeter-values","valuesKey":"greeting","targetPath":"greeting"}]}},{"repoURL":"GIT","ref":"values"}]}}"#
+        .replace("CHARTS", &charts.url())
+        .replace("GIT", &e.server.url("env.git"));
+    let out = e.patch_app("greeter", &patch);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    e.eventually("valuesFrom applied last", Duration::from_secs(60), || {
+        data("greeting").as_deref() == Some("from-configmap")
+    });
+
+    // a ref to a source that does not exist is one clear condition
+    let bad = patch.replace("$values/values", "$nothere/values");
+    assert!(e.patch_app("greeter", &bad).status.success());
+    e.eventually("the bad ref named", Duration::from_secs(30), || {
+        e.app("greeter")["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c["message"].as_str().is_some_and(|m| {
+                    m.contains("spec.sources[0].helm.valueFiles[0]") && m.contains("nothere")
+                })
+            })
+    });
+    assert_eq!(
+        data("greeting").as_deref(),
+        Some("from-configmap"),
+        "the last state stays"
     );
 }

@@ -188,6 +188,10 @@ pub struct Context {
     pub opts: ControllerOptions,
     /// The cluster-wide custom health rules (the `capstan-health` ConfigMap).
     pub health_rules: health_rules::ClusterHealthRules,
+    /// Helm charts from chart repositories and registries, by digest.
+    pub charts: Arc<capstan_engine::source::ChartCache>,
+    /// The destination's `.Capabilities`, reused for a minute.
+    pub caps: Arc<tokio::sync::Mutex<Option<(Instant, capstan_engine::destination::Capabilities)>>>,
 }
 
 /// A reconcile finished: what the Application looks like now (for progress output).
@@ -249,6 +253,10 @@ pub async fn run(
             None => LeaderFlag::always(),
             Some(_) => LeaderFlag::default(),
         },
+        charts: Arc::new(capstan_engine::source::ChartCache::new(
+            opts.state_dir.join("charts"),
+        )),
+        caps: Default::default(),
         opts: opts.clone(),
         health_rules: health_rules::ClusterHealthRules::default(),
     };
@@ -493,6 +501,25 @@ async fn watch_managed_kinds(
 }
 
 impl Context {
+    /// Helm's `.Capabilities` of the destination: its discovery (cached) and version,
+    /// asked for at most once a minute.
+    pub async fn capabilities(
+        &self,
+    ) -> Result<
+        capstan_engine::destination::Capabilities,
+        capstan_engine::destination::DestinationError,
+    > {
+        let mut cached = self.caps.lock().await;
+        if let Some((at, caps)) = cached.as_ref()
+            && at.elapsed() < Duration::from_secs(60)
+        {
+            return Ok(caps.clone());
+        }
+        let caps = self.dest.capabilities().await?;
+        *cached = Some((Instant::now(), caps.clone()));
+        Ok(caps)
+    }
+
     fn tracker_ensure(
         &self,
         tracker: &tracker::Tracker,

@@ -141,7 +141,7 @@ impl Sources {
     }
 
     /// The whole tree of a commit, extracted once and shared.
-    async fn tree(
+    pub async fn tree(
         &self,
         src: &GitSource,
         revision: &Revision,

@@ -10,6 +10,17 @@ use tokio::sync::RwLock;
 
 use crate::render::Scopes;
 
+/// What Helm's `.Capabilities` says of a cluster, from its discovery and `/version`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Every served `group/version` (`v1`, `apps/v1`) and `group/version/Kind`
+    /// (`v1/Pod`, `apps/v1/Deployment`), sorted: `.Capabilities.APIVersions`, as Helm
+    /// lists a live cluster's.
+    pub api_versions: Vec<String>,
+    /// The cluster's `gitVersion` (`v1.31.2`): `.Capabilities.KubeVersion`.
+    pub kube_version: Option<String>,
+}
+
 /// A destination cluster.
 #[derive(Clone)]
 pub struct Destination {
@@ -25,6 +36,9 @@ pub enum DestinationError {
     /// Discovery failed.
     #[error("discovering the API of the cluster")]
     Discovery(#[source] Box<kube::Error>),
+    /// `/version` could not be read.
+    #[error("reading the version of the cluster")]
+    Version(#[source] Box<kube::Error>),
     /// The cluster serves no such kind.
     #[error("the cluster serves no {kind} in {api_version} (is its CRD installed?)")]
     UnknownKind {
@@ -144,8 +158,41 @@ impl Destination {
         Ok(self.api(&ar, &caps, id.namespace.as_deref()))
     }
 
+    /// What Helm's `.Capabilities` should say when rendering for this cluster: its API
+    /// versions from the cached discovery and its version from `/version`.
+    pub async fn capabilities(&self) -> Result<Capabilities, DestinationError> {
+        let discovery = self.discovery().await?;
+        let info = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(|e| DestinationError::Version(Box::new(e)))?;
+        Ok(Capabilities {
+            api_versions: api_versions(&discovery),
+            kube_version: Some(info.git_version).filter(|v| !v.is_empty()),
+        })
+    }
+
     /// Kind scopes as the cluster serves them (for rendering), from the cached discovery.
     pub async fn scopes(&self) -> Result<Scopes, DestinationError> {
         Ok(Scopes::from_discovery(&*self.discovery().await?))
     }
+}
+
+/// `group/version` and `group/version/Kind` of everything `discovery` found, sorted.
+fn api_versions(discovery: &Discovery) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for group in discovery.groups() {
+        for version in group.versions() {
+            let gv = match group.name() {
+                "" => version.to_string(),
+                name => format!("{name}/{version}"),
+            };
+            for (resource, _) in group.versioned_resources(version) {
+                out.insert(format!("{gv}/{}", resource.kind));
+            }
+            out.insert(gv);
+        }
+    }
+    out.into_iter().collect()
 }

@@ -1,5 +1,8 @@
 //! Test support for Capstan: real servers on loopback, started and stopped by the test.
 //!
+//! - [`charts`] — Helm charts built with the real `helm package`, a chart repository
+//!   (`helm repo index` behind a small HTTP server, optional basic auth) on loopback,
+//!   `helm push` into the registry, and crafted chart archives.
 //! - [`git`] — a git server over HTTP (`git http-backend` behind a small HTTP/1.1
 //!   server) with optional basic auth and transfer counters.
 //! - [`repo`] — test repositories built with the git CLI, with a fixed identity and
@@ -18,6 +21,7 @@
 //! Everything panics with a clear message when the environment is not what the tests
 //! need (no `git`, no `kubectl`, no `docker-registry`): the tests never skip silently.
 
+pub mod charts;
 pub mod cluster;
 pub mod git;
 pub mod https;

@@ -89,14 +89,21 @@ pub async fn run(args: ApplyCommand) -> anyhow::Result<ExitCode> {
     let client = crate::kube::client(&args.cluster).await?;
     let dest = Destination::new(client, &args.namespace);
     let scopes = dest.scopes().await?;
+    let from_cluster = crate::source::from_cluster(&dest, &args.source.render).await?;
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         "discovered the cluster"
     );
     let t = std::time::Instant::now();
     let checkout = crate::source::checkout(&args.source, None).await?;
-    let desired =
-        crate::source::render(&checkout, &args.source.render, &args.namespace, &scopes).await?;
+    let desired = crate::source::render(
+        &checkout,
+        &args.source.render,
+        &args.namespace,
+        &scopes,
+        Some(&from_cluster),
+    )
+    .await?;
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         objects = desired.len(),
@@ -107,7 +114,7 @@ pub async fn run(args: ApplyCommand) -> anyhow::Result<ExitCode> {
         eprintln!(
             "{} objects rendered from {}",
             desired.len(),
-            print::revision_line(&checkout.revision)
+            checkout.describe()
         );
     }
 
@@ -222,7 +229,7 @@ pub async fn run(args: ApplyCommand) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "{}{dry_run} ({})",
                 print::summary(&report.changes),
-                print::revision_line(&checkout.revision)
+                checkout.describe()
             );
         }
     }

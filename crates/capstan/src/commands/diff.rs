@@ -130,9 +130,16 @@ async fn cluster(args: &DiffCommand, app: &str) -> anyhow::Result<(Vec<Item>, St
     let client = crate::kube::client(&args.cluster).await?;
     let dest = Destination::new(client.clone(), &args.namespace);
     let scopes = dest.scopes().await?;
+    let from_cluster = crate::source::from_cluster(&dest, &args.source.render).await?;
     let checkout = crate::source::checkout(&args.source, None).await?;
-    let desired =
-        crate::source::render(&checkout, &args.source.render, &args.namespace, &scopes).await?;
+    let desired = crate::source::render(
+        &checkout,
+        &args.source.render,
+        &args.namespace,
+        &scopes,
+        Some(&from_cluster),
+    )
+    .await?;
     let previous = InventoryStore::new(client, &args.inventory_namespace)
         .load(app)
         .await?;
@@ -165,10 +172,7 @@ async fn cluster(args: &DiffCommand, app: &str) -> anyhow::Result<(Vec<Item>, St
             error: None,
         });
     }
-    let title = format!(
-        "{app}: {} against the cluster",
-        print::revision_line(&checkout.revision)
-    );
+    let title = format!("{app}: {} against the cluster", checkout.describe());
     Ok((items, title))
 }
 
@@ -185,12 +189,12 @@ async fn revisions(
         .await
         .with_context(|| format!("revision {to}"))?;
     let before = index(
-        crate::source::render(&old, &args.source.render, &args.namespace, &scopes)
+        crate::source::render(&old, &args.source.render, &args.namespace, &scopes, None)
             .await
             .with_context(|| format!("rendering {from}"))?,
     );
     let after = index(
-        crate::source::render(&new, &args.source.render, &args.namespace, &scopes)
+        crate::source::render(&new, &args.source.render, &args.namespace, &scopes, None)
             .await
             .with_context(|| format!("rendering {to}"))?,
     );

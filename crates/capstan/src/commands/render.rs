@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use capstan_engine::destination::Destination;
 use capstan_engine::render::Scopes;
 use clap::Args;
 use serde_json::{Value, json};
@@ -16,7 +17,8 @@ pub struct RenderCommand {
     /// Namespace given to namespaced objects that name none.
     #[arg(long, short = 'n', default_value = "default")]
     namespace: String,
-    /// Use this cluster's discovery to know which kinds are namespaced.
+    /// Use this cluster's discovery to know which kinds are namespaced and what Helm's
+    /// `.Capabilities` say, and read `--values-from` from it.
     #[command(flatten)]
     cluster: ClusterArgs,
     /// Output format.
@@ -25,15 +27,23 @@ pub struct RenderCommand {
 }
 
 pub async fn run(args: RenderCommand) -> anyhow::Result<ExitCode> {
-    let scopes = if args.cluster.kubeconfig.is_some() || args.cluster.context.is_some() {
+    let (scopes, cluster) = if args.cluster.kubeconfig.is_some() || args.cluster.context.is_some() {
         let client = crate::kube::client(&args.cluster).await?;
-        Scopes::discover(&client).await?
+        let dest = Destination::new(client, &args.namespace);
+        let from = crate::source::from_cluster(&dest, &args.source.render).await?;
+        (dest.scopes().await?, Some(from))
     } else {
-        Scopes::builtin()
+        (Scopes::builtin(), None)
     };
     let checkout = crate::source::checkout(&args.source, None).await?;
-    let desired =
-        crate::source::render(&checkout, &args.source.render, &args.namespace, &scopes).await?;
+    let desired = crate::source::render(
+        &checkout,
+        &args.source.render,
+        &args.namespace,
+        &scopes,
+        cluster.as_ref(),
+    )
+    .await?;
     match args.output {
         Format::Json => {
             let items: Vec<&Value> = desired.iter().map(|d| &d.object).collect();
@@ -52,7 +62,7 @@ pub async fn run(args: RenderCommand) -> anyhow::Result<ExitCode> {
     eprintln!(
         "rendered {} objects from {}",
         desired.len(),
-        crate::print::revision_line(&checkout.revision)
+        checkout.describe()
     );
     Ok(ExitCode::SUCCESS)
 }

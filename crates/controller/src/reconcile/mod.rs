@@ -13,6 +13,7 @@
 //! condition says why.
 
 mod assess;
+mod composite;
 mod finalize;
 mod memory;
 mod operation;
@@ -198,9 +199,7 @@ impl<'a> Pass<'a> {
     async fn stages(&mut self, memory: &mut AppMemory) -> Result<Report, StageFailure> {
         self.check_spec()?;
         self.health_rules().await?;
-        let src = self.source().await?;
-        let revision = self.fetch(&src).await?;
-        let desired = self.render(&src, &revision).await?;
+        let (revision, desired) = self.source_and_render().await?;
         self.keep_delete_hooks(&desired).await;
         let planned = self.plan(&desired).await?;
         let decision = self.decide(&planned.plan, &revision).await;
@@ -330,16 +329,13 @@ impl<'a> Pass<'a> {
             .path
             .clone()
             .unwrap_or_else(|| ".".into());
+        let mut opts = spec::render_options(self.app, &dest_ns);
+        let caps = self.capabilities().await?;
+        opts.helm.api_versions = caps.api_versions;
+        opts.helm.kube_version = caps.kube_version;
         self.ctx
             .sources
-            .desired(
-                src,
-                revision,
-                &path,
-                &spec::render_options(self.app, &dest_ns),
-                &dest_ns,
-                &scopes,
-            )
+            .desired(src, revision, &path, &opts, &dest_ns, &scopes)
             .await
             .map_err(|e| StageFailure::retry("RenderFailed", e))
     }
@@ -384,10 +380,20 @@ impl<'a> Pass<'a> {
         &mut self,
     ) -> Result<(Arc<Vec<DesiredObject>>, Revision), StageFailure> {
         self.check_spec()?;
+        let (revision, desired) = self.source_and_render().await?;
+        Ok((desired, revision))
+    }
+
+    /// Stages 1–3: the source (one Git path, or a chart, values from the cluster,
+    /// several sources), its revision, the desired set.
+    async fn source_and_render(&self) -> Result<(Revision, Arc<Vec<DesiredObject>>), StageFailure> {
+        if spec::is_composite(self.app) {
+            return self.composite().await;
+        }
         let src = self.source().await?;
         let revision = self.fetch(&src).await?;
         let desired = self.render(&src, &revision).await?;
-        Ok((desired, revision))
+        Ok((revision, desired))
     }
 
     fn inventory(&self) -> InventoryStore {

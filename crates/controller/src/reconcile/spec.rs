@@ -68,28 +68,39 @@ pub(super) fn namespace_metadata(app: &Application) -> capstan_engine::sync::Nam
 /// waits with a clear condition instead of being synced without them.
 pub(super) fn unsupported(app: &Application) -> Vec<String> {
     let mut out = Vec::new();
-    let sources: Vec<(&str, &crate::crd::SourceSpec)> = if app.spec.sources.is_empty() {
-        vec![("spec.source", &app.spec.source)]
-    } else {
-        out.push(
-            "spec.sources: multi-source Applications are not supported by this controller yet"
-                .to_string(),
-        );
-        Vec::new()
-    };
-    for (at, src) in sources {
-        if src.chart.is_some() {
-            out.push(format!(
-                "{at}.chart: charts from Helm repositories are not supported by this controller yet"
-            ));
+    let spec = &app.spec;
+    if !spec.sources.is_empty() && !spec.source.repo_url.is_empty() {
+        out.push("spec.source and spec.sources are both set: give one source, or a list of them in spec.sources".to_string());
+    }
+    for (i, src) in spec.sources.iter().enumerate() {
+        if src.repo_url.is_empty() {
+            out.push(format!("spec.sources[{i}].repoURL is empty"));
         }
-        if src.helm.as_ref().is_some_and(|h| !h.values_from.is_empty()) {
+    }
+    for v in spec
+        .sources
+        .iter()
+        .chain([&spec.source])
+        .filter_map(|s| s.helm.as_ref())
+        .flat_map(|h| &h.values_from)
+    {
+        if v.kind != "ConfigMap" && v.kind != "Secret" {
             out.push(format!(
-                "{at}.helm.valuesFrom is not supported by this controller yet"
+                "helm.valuesFrom {:?}: kind must be ConfigMap or Secret, not {:?}",
+                v.name, v.kind
             ));
         }
     }
     out
+}
+
+/// Whether the spec needs more than one Git path rendered: several sources, a chart
+/// from a Helm repository, or values from the cluster.
+pub(super) fn is_composite(app: &Application) -> bool {
+    let src = &app.spec.source;
+    !app.spec.sources.is_empty()
+        || src.chart.is_some()
+        || src.helm.as_ref().is_some_and(|h| !h.values_from.is_empty())
 }
 
 /// The Application's interval (default from the controller options).
@@ -133,7 +144,15 @@ pub(super) fn destination_namespace(app: &Application) -> String {
 
 /// The renderer options the source asks for.
 pub(super) fn render_options(app: &Application, namespace: &str) -> RenderOptions {
-    let src = &app.spec.source;
+    source_render_options(app, &app.spec.source, namespace)
+}
+
+/// The renderer options one source asks for.
+pub(super) fn source_render_options(
+    app: &Application,
+    src: &crate::crd::SourceSpec,
+    namespace: &str,
+) -> RenderOptions {
     let mut opts = RenderOptions::default();
     if let Some(d) = &src.directory {
         opts.renderer = Some(RendererKind::Directory);

@@ -5,7 +5,12 @@
 //! GET  /v2/<name>/tags/list?n=N          ──Link: <…>; rel="next"──▶ next page … ──▶ tags
 //! HEAD /v2/<name>/manifests/<tag>        ──Docker-Content-Digest──▶ digest
 //!      (GET and sha256 of the body when the header is missing)
+//! GET  /v2/<name>/manifests/<ref>         ──checked sha256──▶ manifest   (artifacts)
+//! GET  /v2/<name>/blobs/<digest>          ──checked sha256──▶ blob       (artifacts)
 //! ```
+//!
+//! The last two ([`manifest`](RegistryClient::manifest), [`blob`](RegistryClient::blob))
+//! pull artifacts such as Helm charts stored in a registry.
 //!
 //! Images are written `host[:port]/repository`; Docker Hub's short names (`nginx`,
 //! `org/app`) mean `docker.io/library/nginx` and `docker.io/org/app`.
@@ -32,6 +37,7 @@
 //! missing repository from a refused login; so the tag-list and manifest requests are
 //! plain reqwest requests carrying the token it returned.
 
+mod artifact;
 mod call;
 mod credentials;
 mod headers;
@@ -45,6 +51,7 @@ use reqwest::header::LINK;
 use reqwest::{Method, Response, Url};
 use sha2::{Digest, Sha256};
 
+pub use artifact::Manifest;
 pub use credentials::{Credentials, CredentialsError};
 
 use super::reference::valid_tag;
@@ -82,6 +89,11 @@ pub struct ScanOptions {
     /// `[::1]`, `localhost`): any other host is refused with
     /// [`RegistryError::InsecureNotLoopback`] before a request is made. Default `false`.
     pub insecure: bool,
+    /// PEM-encoded CA certificates trusted besides the system's (a registry with a
+    /// certificate from a private CA; read from a file or a Secret). Default none.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Accept any TLS certificate, unchecked. For test registries only. Default `false`.
+    pub accept_invalid_certs: bool,
 }
 
 impl Default for ScanOptions {
@@ -91,6 +103,8 @@ impl Default for ScanOptions {
             page_size: 1000,
             max_tags: 50_000,
             insecure: false,
+            ca_pem: None,
+            accept_invalid_certs: false,
         }
     }
 }
@@ -135,7 +149,7 @@ pub enum RegistryError {
         /// The token service (`realm` of the challenge).
         realm: String,
     },
-    /// The HTTP client could not be built (TLS setup).
+    /// The HTTP client could not be built (TLS setup, CA certificates that are not PEM).
     #[error("building the registry HTTP client")]
     Client {
         /// Cause.
@@ -202,6 +216,27 @@ pub enum RegistryError {
         image: String,
         /// The tag.
         tag: String,
+    },
+    /// `404` for a blob.
+    #[error("blob {digest} of {image} does not exist")]
+    BlobNotFound {
+        /// The image.
+        image: String,
+        /// The blob's digest.
+        digest: String,
+    },
+    /// A manifest or blob whose sha256 is not the one it was asked for (or announced
+    /// with): it is not used.
+    #[error("{image}@{reference}: the content's digest is {actual}, expected {expected}")]
+    DigestMismatch {
+        /// The image.
+        image: String,
+        /// The tag or digest asked for.
+        reference: String,
+        /// The digest asked for, or the one the registry announced.
+        expected: String,
+        /// The sha256 of what was received.
+        actual: String,
     },
     /// Any other status that is not success.
     #[error("{image}: {request} answered HTTP {status}: {excerpt:?}")]
@@ -314,10 +349,18 @@ impl RegistryClient {
     /// A client with `options` (installs the process's ring crypto provider if none is).
     pub fn new(options: ScanOptions) -> Result<RegistryClient, RegistryError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let ca_pem = options.ca_pem.clone();
+        let mut http = reqwest::Client::builder()
             .timeout(options.timeout)
             .connect_timeout(options.timeout)
             .user_agent(USER_AGENT)
+            .danger_accept_invalid_certs(options.accept_invalid_certs);
+        if let Some(pem) = &ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| RegistryError::Client { source: e.into() })?;
+            http = http.tls_certs_merge(certs);
+        }
+        let http = http
             .build()
             .map_err(|e| RegistryError::Client { source: e.into() })?;
         let protocol = if options.insecure {
@@ -330,6 +373,14 @@ impl RegistryClient {
             read_timeout: Some(options.timeout),
             connect_timeout: Some(options.timeout),
             user_agent: USER_AGENT,
+            accept_invalid_certificates: options.accept_invalid_certs,
+            extra_root_certificates: ca_pem
+                .into_iter()
+                .map(|data| oci_client::client::Certificate {
+                    encoding: oci_client::client::CertificateEncoding::Pem,
+                    data,
+                })
+                .collect(),
             ..Default::default()
         })
         .map_err(|e| RegistryError::Client { source: e.into() })?;
@@ -559,5 +610,6 @@ mod tests {
             (o.timeout, o.page_size, o.max_tags, o.insecure),
             (Duration::from_secs(30), 1000, 50_000, false)
         );
+        assert_eq!((o.ca_pem, o.accept_invalid_certs), (None, false));
     }
 }

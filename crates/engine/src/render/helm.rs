@@ -1,14 +1,19 @@
-//! The Helm renderer: `helm template RELEASE CHART --namespace NS -f VALUES --set K=V`.
+//! The Helm renderer: `helm template RELEASE CHART --namespace NS -f VALUES… -f
+//! VALUES_FROM… -f INLINE --set K=V --api-versions GV --kube-version V`.
 //!
-//! Values files are paths inside the repository and are confined to it. Objects are
-//! attributed to the template that produced them (Helm's `# Source:` comments).
+//! The chart is a [`ChartDir`]: a directory in a checkout, or a chart fetched from a
+//! chart repository ([`source::helm`](crate::source::helm)). Values files are paths
+//! inside the chart's values root — the Git checkout they come from — and are
+//! confined to it, wherever the chart itself lives. Objects are attributed to the
+//! template that produced them (Helm's `# Source:` comments).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
+use super::values_from::ValuesDoc;
 use super::{Origin, RawObject, RenderError, parse_documents};
 use crate::source::confine;
 
@@ -25,10 +30,36 @@ pub struct HelmOptions {
     pub values_files: Vec<String>,
     /// Inline values, `key=value` as for `--set`.
     pub set: Vec<String>,
+    /// Values read from the cluster's ConfigMaps and Secrets
+    /// ([`values_from`](super::values_from())), applied after the values files and
+    /// before [`values`](Self::values) and [`set`](Self::set).
+    pub values_from: Vec<ValuesDoc>,
     /// Inline values as a YAML document (like a values file in the Application).
     pub values: Option<String>,
     /// How long rendering may take.
     pub timeout: Duration,
+    /// What `.Capabilities.APIVersions` holds besides Helm's defaults: `group/version`
+    /// and `group/version/Kind` (`apps/v1`, `apps/v1/Deployment`), as
+    /// [`Destination::capabilities`](crate::destination::Destination::capabilities)
+    /// lists them. Passed as `--api-versions`.
+    pub api_versions: Vec<String>,
+    /// `.Capabilities.KubeVersion` (`v1.31.0`); Helm's default when `None`. Passed as
+    /// `--kube-version`.
+    pub kube_version: Option<String>,
+}
+
+/// A chart for `helm template`, and where its values files are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartDir {
+    /// The chart: a directory holding `Chart.yaml`.
+    pub dir: PathBuf,
+    /// How messages and origins name the chart: its path in the repository
+    /// (`charts/web`), or `chart web 1.2.0 from https://…` for a fetched one.
+    pub label: String,
+    /// The directory [`HelmOptions::values_files`] are relative to and confined in
+    /// (symlinks and `..` that leave it are errors): the Git checkout the values come
+    /// from. `None` when there is none; then giving values files is an error.
+    pub values_root: Option<PathBuf>,
 }
 
 impl Default for HelmOptions {
@@ -39,16 +70,17 @@ impl Default for HelmOptions {
             namespace: None,
             values_files: Vec::new(),
             set: Vec::new(),
+            values_from: Vec::new(),
             values: None,
             timeout: Duration::from_secs(90),
+            api_versions: Vec::new(),
+            kube_version: None,
         }
     }
 }
 
 pub(super) async fn render(
-    root: &Path,
-    dir: &Path,
-    rel: &str,
+    chart: &ChartDir,
     opts: &HelmOptions,
 ) -> Result<Vec<RawObject>, RenderError> {
     let binary = opts
@@ -57,30 +89,39 @@ pub(super) async fn render(
         .or_else(|| std::env::var("CAPSTAN_HELM").ok())
         .unwrap_or_else(|| "helm".to_string());
     let release = opts.release_name.clone().unwrap_or_else(|| {
-        dir.file_name()
+        chart
+            .dir
+            .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "release".into())
     });
+    let rel = chart.label.as_str();
     let mut cmd = tokio::process::Command::new(&binary);
-    cmd.arg("template").arg(&release).arg(dir);
+    cmd.arg("template").arg(&release).arg(&chart.dir);
     if let Some(ns) = &opts.namespace {
         cmd.arg("--namespace").arg(ns);
     }
     for f in &opts.values_files {
+        let Some(root) = &chart.values_root else {
+            return Err(RenderError::NoValuesRoot {
+                chart: chart.label.clone(),
+                file: f.clone(),
+            });
+        };
         let path = confine::check_tree(root, Path::new(f))?;
         cmd.arg("--values").arg(path);
     }
-    let inline_file;
+    capabilities(&mut cmd, opts);
+    // Kept until helm has run; the files are readable by their owner only.
+    let mut files = Vec::new();
+    for doc in &opts.values_from {
+        files.push(values_file(doc.yaml(), &doc.origin)?);
+    }
     if let Some(values) = &opts.values {
-        inline_file = tempfile::NamedTempFile::new().map_err(|source| RenderError::Read {
-            path: "<inline values>".into(),
-            source,
-        })?;
-        std::fs::write(inline_file.path(), values).map_err(|source| RenderError::Read {
-            path: "<inline values>".into(),
-            source,
-        })?;
-        cmd.arg("--values").arg(inline_file.path());
+        files.push(values_file(values, "<inline values>")?);
+    }
+    for file in &files {
+        cmd.arg("--values").arg(file.path());
     }
     for s in &opts.set {
         cmd.arg("--set").arg(s);
@@ -95,6 +136,31 @@ pub(super) async fn render(
         .env("HELM_DATA_HOME", home.path().join("data"));
     let stdout = run_tool("helm", &binary, cmd, rel, opts.timeout).await?;
     split_by_source(&stdout, rel)
+}
+
+/// A temporary file holding `text` (values named `what` in errors).
+fn values_file(text: &str, what: &str) -> Result<tempfile::NamedTempFile, RenderError> {
+    let read = |source| RenderError::Read {
+        path: what.to_string(),
+        source,
+    };
+    let mut file = tempfile::NamedTempFile::new().map_err(read)?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(read)?;
+    Ok(file)
+}
+
+/// `--api-versions` and `--kube-version`, so `.Capabilities` describes the destination.
+fn capabilities(cmd: &mut tokio::process::Command, opts: &HelmOptions) {
+    for api in opts.api_versions.iter().filter(|a| !a.trim().is_empty()) {
+        cmd.arg("--api-versions").arg(api.trim());
+    }
+    if let Some(v) = opts
+        .kube_version
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())
+    {
+        cmd.arg("--kube-version").arg(v.trim());
+    }
 }
 
 /// Parse `helm template` output, attributing each document to its `# Source:` template.

@@ -14,6 +14,7 @@ mod helm;
 mod kustomize;
 pub mod normalize;
 pub mod scope;
+pub mod values_from;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,10 +23,11 @@ use std::time::Duration;
 use capstan_core::ObjectRef;
 use serde_json::Value;
 
-pub use helm::HelmOptions;
+pub use helm::{ChartDir, HelmOptions};
 pub use kustomize::KustomizeOptions;
 pub use normalize::DesiredObject;
 pub use scope::Scopes;
+pub use values_from::{ValuesDoc, ValuesFromError, ValuesKind, ValuesReference, values_from};
 
 use crate::source::{Checkout, ConfineError};
 
@@ -177,6 +179,14 @@ pub enum RenderError {
         /// The limit.
         timeout: Duration,
     },
+    /// Values files were given for a chart that has no values root to read them from.
+    #[error("values file {file:?} for {chart}: there is no repository to read it from")]
+    NoValuesRoot {
+        /// The chart.
+        chart: String,
+        /// The values file as given.
+        file: String,
+    },
     /// An object's kind is not known to the cluster or to the rendered CRDs.
     #[error("{origin}: {object}: {message}")]
     UnknownKind {
@@ -223,8 +233,35 @@ pub async fn render_raw(
     match kind {
         RendererKind::Directory => directory::render(checkout.root(), &dir, opts),
         RendererKind::Kustomize => kustomize::render(&dir, &rel, &opts.kustomize).await,
-        RendererKind::Helm => helm::render(checkout.root(), &dir, &rel, &opts.helm).await,
+        RendererKind::Helm => {
+            let chart = ChartDir {
+                dir,
+                label: rel,
+                values_root: Some(checkout.root().to_path_buf()),
+            };
+            helm::render(&chart, &opts.helm).await
+        }
     }
+}
+
+/// Render a Helm chart that is not a path of a checkout — one fetched from a chart
+/// repository or registry — and normalize its objects for a destination namespace.
+///
+/// No symlink inside the chart may point out of it; values files are confined to the
+/// chart's [`values_root`](ChartDir::values_root), as for a chart in a checkout.
+pub async fn render_chart(
+    chart: &ChartDir,
+    opts: &HelmOptions,
+    namespace: &str,
+    scopes: &Scopes,
+) -> Result<Vec<DesiredObject>, RenderError> {
+    crate::source::confine::check_tree(&chart.dir, Path::new("."))?;
+    let mut opts = opts.clone();
+    if opts.namespace.is_none() && !namespace.is_empty() {
+        opts.namespace = Some(namespace.to_string());
+    }
+    let raw = helm::render(chart, &opts).await?;
+    normalize::normalize(raw, namespace, scopes)
 }
 
 /// Render and normalize: the desired set of a checkout for a destination namespace.

@@ -1,4 +1,5 @@
-//! Where manifests come from: a Git repository at a revision, or a local directory.
+//! Where manifests come from: a Git repository at a revision, a local directory, or a
+//! Helm chart from a chart repository or an OCI registry ([`helm`]).
 //!
 //! Either way the result is a [`Checkout`]: a directory on disk holding the tree, the
 //! [`Revision`] it was taken from, and the path inside it to render. Every path later
@@ -11,6 +12,8 @@
 
 pub mod confine;
 pub mod git;
+/// Helm charts from chart repositories (`index.yaml`) and OCI registries, cached by digest.
+pub mod helm;
 pub mod local;
 pub mod revert;
 pub mod template;
@@ -22,6 +25,7 @@ use capstan_core::Revision;
 
 pub use confine::ConfineError;
 pub use git::{GitAuth, GitCache, GitError, GitSource};
+pub use helm::{ChartCache, ChartError, ChartSource, FetchedChart, HelmAuth};
 pub use write::{Identity, SigningKey, WorkTree, WriteError, WriteOptions, WriteReport, Written};
 
 /// A tree on disk, ready to render.
