@@ -1590,3 +1590,94 @@ fn a_chart_from_a_helm_repository_takes_values_from_git_and_a_configmap() {
         "the last state stays"
     );
 }
+
+#[test]
+fn an_application_renders_jsonnet_with_argo_cds_directory_jsonnet_fields() {
+    let e = Env::new();
+    e.repo.write(
+        "vendor/cm.libsonnet",
+        "{\n  cm(name, value):: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: name }, data: { key: value } },\n}\n",
+    );
+    e.repo.write("web/ns.yaml", NS);
+    e.repo.write(
+        "web/main.jsonnet",
+        "local lib = import 'cm.libsonnet';\nfunction(name, copies=1) [lib.cm(name + '-' + i, std.extVar('value')) for i in std.range(1, copies)]\n",
+    );
+    e.repo.commit("jsonnet");
+    let _c = e.controller(&[]);
+    e.cluster
+        .apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n");
+    e.cluster.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1
+kind: Application
+metadata:
+  name: web
+  namespace: apps
+spec:
+  source:
+    repoURL: {}
+    path: web
+    directory:
+      jsonnet:
+        tlas:
+        - {{name: name, value: settings}}
+        - {{name: copies, value: '1 + 1', code: true}}
+        extVars:
+        - {{name: value, value: from-the-application}}
+        libs: [vendor]
+  destination:
+    namespace: web
+{AUTOMATED}",
+        e.server.url("env.git")
+    ));
+
+    e.eventually(
+        "the Jsonnet objects synced",
+        Duration::from_secs(30),
+        || {
+            cm_value(&e, "settings-1").as_deref() == Some("from-the-application")
+                && cm_value(&e, "settings-2").as_deref() == Some("from-the-application")
+        },
+    );
+    let app = e.app("web");
+    assert_eq!(app["status"]["sync"]["status"], "Synced");
+    assert_eq!(
+        app["spec"]["source"]["directory"]["jsonnet"]["tlas"][1],
+        serde_json::json!({"name": "copies", "value": "1 + 1", "code": true}),
+        "the API server keeps the fields (the CRD's schema has them)"
+    );
+
+    // A changed external variable is a changed spec: rendered and synced again.
+    assert!(
+        e.patch_app(
+            "web",
+            r#"{"spec":{"source":{"directory":{"jsonnet":{"extVars":[{"name":"value","value":"patched"}]}}}}}"#
+        )
+        .status
+        .success()
+    );
+    e.eventually(
+        "the new external variable synced",
+        Duration::from_secs(20),
+        || cm_value(&e, "settings-1").as_deref() == Some("patched"),
+    );
+
+    // An import out of the repository is a render failure naming the file.
+    e.repo
+        .write("web/main.jsonnet", "import '../../outside.libsonnet'\n");
+    e.repo.commit("escape");
+    e.eventually("the refused import", Duration::from_secs(20), || {
+        cond(&e.app("web"), "Ready").is_some_and(|c| {
+            c["reason"] == "RenderFailed"
+                && c["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("web/main.jsonnet: import \"../../outside.libsonnet\" is refused")
+        })
+    });
+    assert_eq!(
+        cm_value(&e, "settings-1").as_deref(),
+        Some("patched"),
+        "a failed render prunes nothing"
+    );
+}

@@ -166,6 +166,36 @@ pub struct DirectorySpec {
     /// Globs of files to leave out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+    /// How `*.jsonnet` files are evaluated (Argo CD's `directory.jsonnet`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jsonnet: Option<JsonnetSpec>,
+}
+
+/// Jsonnet settings of a directory source, with Argo CD's field names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JsonnetSpec {
+    /// External variables, read with `std.extVar`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ext_vars: Vec<JsonnetVarSpec>,
+    /// Top-level arguments, passed when a file evaluates to a function.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tlas: Vec<JsonnetVarSpec>,
+    /// Library directories searched by imports, relative to the repository root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub libs: Vec<String>,
+}
+
+/// One external variable or top-level argument.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct JsonnetVarSpec {
+    /// The name.
+    pub name: String,
+    /// A string, or Jsonnet code when `code` is true.
+    pub value: String,
+    /// Whether `value` is Jsonnet code rather than a string.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub code: bool,
 }
 
 /// Options of the Kustomize renderer.
