@@ -67,6 +67,57 @@ pub struct ApplicationSpec {
     /// Applications (in the same namespace) that must be Healthy before this one syncs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// Custom health rules in CEL for kinds of this Application's objects and hooks, in
+    /// the shape of Flux's `healthCheckExprs`. They take precedence over the built-in
+    /// rules, and over equally specific rules of the `capstan-health` ConfigMap.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<HealthCheck>,
+}
+
+/// A custom health rule: which kind it judges and the CEL expressions that judge it
+/// (see docs/health.md). The object is bound as `self` and by its top-level fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// `group/version` of the kind (`cert-manager.io/v1`); the version is not compared.
+    /// Give this or `group`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// The group (`""` for the core group), `*`, or `*.example.io`. Give this or
+    /// `apiVersion`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The kind, or `*` for every kind of the group.
+    pub kind: String,
+    /// CEL, a bool: the object is healthy.
+    pub current: String,
+    /// CEL, a bool: the object is on its way (tried first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<String>,
+    /// CEL, a bool: the object failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+    /// CEL, a bool: the object is deliberately paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<String>,
+    /// CEL, a string: why, for any verdict but Healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl From<&HealthCheck> for capstan_engine::health::HealthRuleSpec {
+    fn from(c: &HealthCheck) -> Self {
+        capstan_engine::health::HealthRuleSpec {
+            api_version: c.api_version.clone(),
+            group: c.group.clone(),
+            kind: c.kind.clone(),
+            current: c.current.clone(),
+            in_progress: c.in_progress.clone(),
+            failed: c.failed.clone(),
+            suspended: c.suspended.clone(),
+            message: c.message.clone(),
+        }
+    }
 }
 
 /// A Git source.
