@@ -39,8 +39,8 @@
 //!    Healthy, in that order.
 //! 4. None of them true → Progressing.
 //!
-//! The message of a verdict other than Healthy is the `message` expression's value or,
-//! without one, which check decided ("in progress", "failed", "suspended", "not ready
+//! The message of a verdict is the `message` expression's value (for Healthy too) or,
+//! without one and for any verdict but Healthy, which check decided ("in progress", "failed", "suspended", "not ready
 //! yet") and what the object's conditions that are not True say
 //! (`failed: Ready False: IssuerNotFound: …`). An expression that
 //! fails to evaluate (a field that is absent, a value of another type) gives Unknown with
@@ -76,7 +76,7 @@ pub struct HealthExprs {
     /// True when the object is deliberately paused; tried before everything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspended: Option<String>,
-    /// A string saying why, for any verdict but Healthy.
+    /// A string saying why (for a Healthy verdict too, when given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -187,7 +187,7 @@ pub struct HealthRuleSpec {
     /// True when the object is deliberately paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspended: Option<String>,
-    /// A string saying why, for any verdict but Healthy.
+    /// A string saying why (for a Healthy verdict too, when given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -344,7 +344,11 @@ impl HealthRule {
     pub fn assess(&self, obj: &Value) -> Health {
         let object = Bindings::new(obj);
         match self.verdict(obj, &object) {
-            Ok((HealthState::Healthy, _)) => Health::healthy(),
+            // a Healthy verdict says something only when the rule has a message
+            Ok((HealthState::Healthy, _)) => match &self.checks.message {
+                Some(_) => Health::new(HealthState::Healthy, self.message("", obj, &object)),
+                None => Health::healthy(),
+            },
             Ok((state, phrase)) => Health::new(state, self.message(phrase, obj, &object)),
             Err(health) => health,
         }
