@@ -461,10 +461,10 @@ mod tests {
         .unwrap();
         let job =
             |status: Value| json!({"apiVersion": "batch/v1", "kind": "Job", "status": status});
-        // no Complete condition, yet the rule says it succeeded
+        // no Complete condition, yet the rule says it succeeded (with the rule's message)
         assert_eq!(
             finished(&job(json!({"succeeded": 1})), &rules),
-            Some((true, String::new()))
+            Some((true, "failed 0 times".into()))
         );
         assert_eq!(
             finished(&job(json!({"failed": 1})), &rules),
