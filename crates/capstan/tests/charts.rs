@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use capstan_testkit::charts::{self, ChartRepo, TestChart};
+use capstan_testkit::process::{ok, stderr};
 use capstan_testkit::registry::{RegistryAuth, RegistryServer};
 use capstan_testkit::{BasicAuth, HttpsFront, TestCluster};
 use serde_json::Value;
@@ -27,25 +28,6 @@ fn capstan(cache: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     capstan_testkit::process::run(cmd, None, Duration::from_secs(120))
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed with {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    );
-    stdout(o)
 }
 
 /// The `data` of the ConfigMap `name` in `capstan render -o json` output.

@@ -5,6 +5,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use capstan_testkit::process::{ok, stderr as err, stdout as out};
 use capstan_testkit::{BasicAuth, GitServer, TestCluster, TestRepo};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -82,25 +83,6 @@ impl Env {
     fn kubectl(&self, args: &[&str]) -> String {
         self.cluster.kubectl_ok(args)
     }
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed with {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        out(o),
-        err(o)
-    );
-    out(o)
 }
 
 const NAMESPACE: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n";

@@ -17,6 +17,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use capstan_testkit::charts::{ChartRepo, TestChart};
+use capstan_testkit::process::{ok, stderr as err, stdout as out};
 use capstan_testkit::{GitServer, TestCluster, TestRepo};
 use serde_json::Value;
 
@@ -169,25 +170,6 @@ impl Env {
             std::thread::sleep(Duration::from_millis(300));
         }
     }
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed with {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        out(o),
-        err(o)
-    );
-    out(o)
 }
 
 /// The `warning:` lines of an import's stderr about Application `name`.

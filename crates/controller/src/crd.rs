@@ -100,7 +100,7 @@ pub struct HealthCheck {
     /// CEL, a bool: the object is deliberately paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspended: Option<String>,
-    /// CEL, a string: why, for any verdict but Healthy.
+    /// CEL, a string: why (for a Healthy verdict too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
