@@ -7,6 +7,7 @@ pub mod controller;
 pub mod diff;
 pub mod images;
 pub mod import;
+pub mod preview;
 pub mod promote;
 pub mod render;
 pub mod revert;

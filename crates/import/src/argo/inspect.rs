@@ -117,7 +117,7 @@ pub(crate) fn source(
     }
     let children: Vec<String> = files
         .iter()
-        .filter(|f| defines_applications(f))
+        .filter(|f| defines_applications(f, false))
         .map(|f| rel(&dir, f))
         .collect();
     if !children.is_empty() {
@@ -130,6 +130,13 @@ pub(crate) fn source(
         );
     }
     Ok(())
+}
+
+/// Whether any file below `dir` defines Applications (see [`defines_applications`]).
+pub(crate) fn mentions_applications(dir: &Path) -> bool {
+    let mut files = Vec::new();
+    walk(dir, 6, &mut files);
+    files.iter().any(|f| defines_applications(f, true))
 }
 
 fn rel(dir: &Path, f: &Path) -> String {
@@ -164,8 +171,9 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
 }
 
 /// Whether a manifest (or a template of one) defines an Argo CD Application or
-/// ApplicationSet, or a Flux Kustomization or HelmRelease.
-fn defines_applications(f: &Path) -> bool {
+/// ApplicationSet, a Flux Kustomization or HelmRelease, or (`with_capstan`) a Capstan
+/// Application.
+fn defines_applications(f: &Path, with_capstan: bool) -> bool {
     if !f
         .extension()
         .is_some_and(|e| e == "yaml" || e == "yml" || e == "json" || e == "tpl")
@@ -182,5 +190,7 @@ fn defines_applications(f: &Path) -> bool {
         && (text.contains("kind: Application") || text.contains("\"kind\": \"Application"));
     let flux =
         text.contains("kustomize.toolkit.fluxcd.io/") || text.contains("helm.toolkit.fluxcd.io/");
-    argo || flux
+    let capstan =
+        with_capstan && text.contains("capstan.dev/v1") && text.contains("kind: Application");
+    argo || flux || capstan
 }
