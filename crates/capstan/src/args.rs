@@ -191,9 +191,33 @@ pub struct RenderArgs {
     /// Path of the kustomize binary (default: kustomize, else `kubectl kustomize`).
     #[arg(long, value_name = "PATH")]
     pub kustomize: Option<String>,
-    /// Time limit for an external renderer.
+    /// Jsonnet: a top-level argument as a string, `NAME=VALUE` (repeatable).
+    #[arg(long, alias = "jsonnet-tla-str", value_name = "NAME=VALUE", value_parser = name_value)]
+    pub jsonnet_tla: Vec<(String, String)>,
+    /// Jsonnet: a top-level argument as Jsonnet code, `NAME=CODE` (repeatable).
+    #[arg(long, value_name = "NAME=CODE", value_parser = name_value)]
+    pub jsonnet_tla_code: Vec<(String, String)>,
+    /// Jsonnet: an external variable (`std.extVar`) as a string, `NAME=VALUE` (repeatable).
+    #[arg(long, alias = "jsonnet-ext-var-str", value_name = "NAME=VALUE", value_parser = name_value)]
+    pub jsonnet_ext_str: Vec<(String, String)>,
+    /// Jsonnet: an external variable as Jsonnet code, `NAME=CODE` (repeatable).
+    #[arg(long, alias = "jsonnet-ext-var-code", value_name = "NAME=CODE", value_parser = name_value)]
+    pub jsonnet_ext_code: Vec<(String, String)>,
+    /// Jsonnet: a library directory searched by imports, relative to the repository root
+    /// (repeatable).
+    #[arg(long, alias = "jsonnet-libs", value_name = "PATH")]
+    pub jsonnet_lib: Vec<String>,
+    /// Time limit for a renderer (an external one, or evaluating Jsonnet).
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
     pub render_timeout: Duration,
+}
+
+/// `NAME=VALUE` split at the first `=`; the name may not be empty.
+fn name_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
+    }
 }
 
 /// `[NS/]configmap/NAME[:KEY]` or `[NS/]secret/NAME[:KEY]`.

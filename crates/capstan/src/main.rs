@@ -43,6 +43,8 @@ enum Command {
     /// Convert Argo CD and Flux manifests (Application, ApplicationSet, Kustomization,
     /// HelmRelease and their sources) into Capstan Applications.
     Import(commands::import::ImportCommand),
+    /// Print the health of every object in a file, by the built-in and custom rules.
+    Health(commands::health::HealthCommand),
     /// Write new image references into a directory, or commit them to a repository.
     SetImage(commands::set_image::SetImageCommand),
     /// Write the images one path of a repository uses into another path, in one commit.
@@ -150,6 +152,7 @@ fn main() -> ExitCode {
             Command::Render(a) => commands::render::run(a).await,
             Command::Diff(a) => commands::diff::run(a).await,
             Command::Apply(a) => commands::apply::run(a).await,
+            Command::Health(a) => commands::health::run(a).await,
             Command::Up(a) => commands::up::run(a).await,
             Command::Import(a) => commands::import::run(a).await,
             Command::SetImage(a) => commands::set_image::run(a).await,

@@ -53,6 +53,16 @@ pub fn outcome_line(id: &ObjectRef, outcome: &Outcome, dry_run: bool) -> String 
     format!("{}{ns} {verb}{suffix}{detail}", kubectl_name(id))
 }
 
+/// A health state, coloured on a terminal: green, red when failing, yellow otherwise.
+pub fn health_state(state: HealthState) -> String {
+    let c = color();
+    match state {
+        HealthState::Healthy => paint(c, "32", state.as_str()),
+        HealthState::Degraded | HealthState::Missing => paint(c, "31;1", state.as_str()),
+        _ => paint(c, "33", state.as_str()),
+    }
+}
+
 /// The line of a hook run: `job.batch/migrate-x (PreSync hook) succeeded: job/migrate-x created`.
 pub fn hook_line(run: &capstan_engine::sync::HookRun, with_color: bool) -> String {
     use capstan_core::HookPhase;
@@ -84,12 +94,7 @@ pub fn hook_line(run: &capstan_engine::sync::HookRun, with_color: bool) -> Strin
 
 /// The health line of an object after a wait.
 pub fn health_line(id: &ObjectRef, health: &Health) -> String {
-    let c = color();
-    let state = match health.state {
-        HealthState::Healthy => paint(c, "32", health.state.as_str()),
-        HealthState::Degraded | HealthState::Missing => paint(c, "31;1", health.state.as_str()),
-        _ => paint(c, "33", health.state.as_str()),
-    };
+    let state = health_state(health.state);
     if health.message.is_empty() {
         format!("  {} {state}", kubectl_name(id))
     } else {

@@ -6,7 +6,8 @@ use anyhow::{Context, bail};
 use capstan_core::Revision;
 use capstan_engine::destination::{Capabilities, Destination};
 use capstan_engine::render::{
-    self, ChartDir, DesiredObject, HelmOptions, KustomizeOptions, RenderOptions, Scopes, ValuesDoc,
+    self, ChartDir, DesiredObject, HelmOptions, JsonnetOptions, JsonnetVar, KustomizeOptions,
+    RenderOptions, Scopes, ValuesDoc,
 };
 use capstan_engine::source::{
     ChartCache, ChartSource, Checkout, FetchedChart, GitAuth, GitCache, GitSource, HelmAuth, local,
@@ -92,7 +93,30 @@ pub fn render_options(
             api_versions: caps.map(|c| c.api_versions.clone()).unwrap_or_default(),
             kube_version: caps.and_then(|c| c.kube_version.clone()),
         },
+        jsonnet: JsonnetOptions {
+            tlas: jsonnet_vars(&args.jsonnet_tla, &args.jsonnet_tla_code),
+            ext_vars: jsonnet_vars(&args.jsonnet_ext_str, &args.jsonnet_ext_code),
+            libs: args.jsonnet_lib.clone(),
+            timeout: args.render_timeout,
+            ..Default::default()
+        },
     })
+}
+
+/// Jsonnet variables from the string flags and the code flags.
+fn jsonnet_vars(strings: &[(String, String)], code: &[(String, String)]) -> Vec<JsonnetVar> {
+    let var = |code: bool| {
+        move |(name, value): &(String, String)| JsonnetVar {
+            name: name.clone(),
+            value: value.clone(),
+            code,
+        }
+    };
+    strings
+        .iter()
+        .map(var(false))
+        .chain(code.iter().map(var(true)))
+        .collect()
 }
 
 /// The chart the flags name, with its credentials, if any.

@@ -1357,3 +1357,160 @@ fn a_repository_over_https_is_fetched_with_basic_auth_when_its_ca_is_trusted() {
         "{stderr}"
     );
 }
+
+/// `capstan render` of a local directory, run from `cwd` (no cluster, no git server).
+fn render_in(cwd: &std::path::Path, args: &[&str]) -> Output {
+    let cache = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_capstan"));
+    cmd.arg("render")
+        .args(args)
+        .current_dir(cwd)
+        .env("CAPSTAN_CACHE_DIR", cache.path())
+        .env("NO_COLOR", "1")
+        .env_remove("KUBECONFIG");
+    capstan_testkit::process::run(cmd, None, Duration::from_secs(120))
+}
+
+#[test]
+fn render_evaluates_jsonnet_with_the_top_level_argument_external_variable_and_library_flags() {
+    let work = local_dir(&[
+        (
+            "env/vendor/k.libsonnet",
+            "{\n  labels(team):: { team: team, tier: std.extVar('tier') },\n}\n",
+        ),
+        (
+            "env/apps/web/main.jsonnet",
+            r#"local k = import 'k.libsonnet';
+function(name, replicas=1) [
+  {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: name, labels: k.labels(std.extVar('team')) },
+    spec: {
+      replicas: replicas,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: { containers: [{ name: 'web', image: 'nginx:1.27' }] },
+      },
+    },
+  },
+  { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: name + '-settings' }, data: std.extVar('settings') },
+]
+"#,
+        ),
+        ("env/apps/web/cm.yaml", &cm("plain", "yaml")),
+    ]);
+    // A relative SOURCE, as a pipeline gives it: files and libraries are still found
+    // and named relative to it.
+    let flags = [
+        "env",
+        "--path",
+        "apps/web",
+        "--namespace",
+        "shop",
+        "--jsonnet-tla",
+        "name=web",
+        "--jsonnet-tla-code",
+        "replicas=1 + 2",
+        "--jsonnet-ext-str",
+        "team=payments",
+        "--jsonnet-ext-str",
+        "tier=front=end",
+        "--jsonnet-ext-code",
+        "settings={ mode: std.asciiUpper('fast') }",
+        "--jsonnet-lib",
+        "vendor",
+    ];
+    let mut json_flags = flags.to_vec();
+    json_flags.extend(["-o", "json"]);
+
+    let o = render_in(work.path(), &json_flags);
+
+    let list: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    let items = list["items"].as_array().unwrap();
+    let names: Vec<_> = items
+        .iter()
+        .map(|i| {
+            format!(
+                "{}/{}",
+                i["kind"].as_str().unwrap(),
+                i["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "ConfigMap/plain",
+            "Deployment/web",
+            "ConfigMap/web-settings"
+        ]
+    );
+    let web = &items[1];
+    assert_eq!(web["spec"]["replicas"], 3, "code, evaluated");
+    assert_eq!(web["metadata"]["namespace"], "shop");
+    assert_eq!(
+        web["metadata"]["labels"],
+        serde_json::json!({"team": "payments", "tier": "front=end"}),
+        "split at the first '='"
+    );
+    assert_eq!(items[2]["data"], serde_json::json!({"mode": "FAST"}));
+    assert!(err(&o).contains("rendered 3 objects"), "{}", err(&o));
+
+    let yaml = ok(&render_in(work.path(), &flags));
+    assert!(
+        yaml.contains("\n# Source: apps/web/main.jsonnet (document 2)\n"),
+        "objects are attributed to the Jsonnet file: {yaml}"
+    );
+
+    // Without the library the import is not found: the file and the import are named.
+    let o = render_in(work.path(), &flags[..flags.len() - 2]);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("error: apps/web/main.jsonnet:") && err(&o).contains("\"k.libsonnet\""),
+        "{}",
+        err(&o)
+    );
+
+    // A flag without `=` is refused by the argument parser, before anything runs.
+    let o = render_in(work.path(), &["env", "--jsonnet-tla", "name"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("expected NAME=VALUE"), "{}", err(&o));
+}
+
+#[test]
+fn render_refuses_a_jsonnet_import_out_of_the_repository_and_names_a_syntax_errors_line() {
+    let work = local_dir(&[
+        ("outside.libsonnet", "{ secret: 'x' }"),
+        (
+            "env/app/main.jsonnet",
+            "(import '../../outside.libsonnet') + { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } }",
+        ),
+    ]);
+
+    let o = render_in(work.path(), &["env", "--path", "app"]);
+
+    assert!(!o.status.success());
+    let stderr = err(&o);
+    assert!(
+        stderr.contains("error: app/main.jsonnet: import \"../../outside.libsonnet\" is refused")
+            && stderr.contains("escapes the repository"),
+        "{stderr}"
+    );
+    assert!(!out(&o).contains("secret"), "nothing rendered");
+
+    std::fs::write(
+        work.path().join("env/app/main.jsonnet"),
+        "{\n  apiVersion: 'v1',\n  kind: 'ConfigMap'\n  metadata: { name: 'x' },\n}\n",
+    )
+    .unwrap();
+    let o = render_in(work.path(), &["env", "--path", "app"]);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("error: app/main.jsonnet:4:"),
+        "{}",
+        err(&o)
+    );
+    assert!(err(&o).contains("syntax error"), "{}", err(&o));
+}

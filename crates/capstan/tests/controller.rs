@@ -1403,6 +1403,98 @@ fn argo_post_delete_hook_runs_after_the_objects_are_deleted() {
     );
 }
 
+/// The health of the first resource of an Application's status: `(status, message)`.
+fn first_resource_health(app: &Value) -> (String, String) {
+    let health = &app["status"]["resources"][0]["health"];
+    (
+        health["status"].as_str().unwrap_or_default().to_string(),
+        health["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn custom_health_rules_from_the_capstan_health_config_map_and_the_application() {
+    let e = Env::new();
+    e.repo.write(
+        "app/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  ready: \"no\"\n",
+    );
+    e.repo.commit("settings");
+    e.cluster.apply(NS);
+    e.cluster.apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: capstan-system\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: capstan-health\n  namespace: capstan-system\n\
+         data:\n  rules.yaml: |\n    - apiVersion: v1\n      kind: ConfigMap\n      current: \"false\"\n      message: \"'judged by the cluster rule'\"\n",
+    );
+    let _c = e.controller(&[]);
+    e.application("web", "app", "web", AUTOMATED);
+    e.eventually(
+        "the ConfigMap judged by the cluster's rule",
+        Duration::from_secs(30),
+        || {
+            first_resource_health(&e.app("web"))
+                == ("Progressing".into(), "judged by the cluster rule".into())
+        },
+    );
+
+    // the Application's own rule wins over the cluster's for the same kind
+    let own = r#"{"spec":{"healthChecks":[{"apiVersion":"v1","kind":"ConfigMap",
+        "current":"data.?ready.orValue('') == 'yes'","failed":"data.?ready.orValue('') == 'no'",
+        "message":"'ready is ' + data.?ready.orValue('unset')"}]}}"#;
+    assert!(e.patch_app("web", own).status.success());
+    e.eventually(
+        "the ConfigMap judged by the Application's rule",
+        Duration::from_secs(30),
+        || {
+            let app = e.app("web");
+            first_resource_health(&app) == ("Degraded".into(), "ready is no".into())
+                && app["status"]["health"]["status"] == "Degraded"
+        },
+    );
+
+    // a bad rule in the cluster's ConfigMap is named, and the Application's rules go on
+    e.cluster.apply(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: capstan-health\n  namespace: capstan-system\n\
+         data:\n  rules.yaml: |\n    - apiVersion: v1\n      kind: Secret\n      current: \"status.(\"\n",
+    );
+    e.eventually(
+        "a HealthRulesInvalid condition naming the ConfigMap",
+        Duration::from_secs(30),
+        || {
+            let app = e.app("web");
+            cond(&app, "HealthRulesInvalid").is_some_and(|c| {
+                c["status"] == "True"
+                    && c["message"].as_str().is_some_and(|m| {
+                        m.contains(
+                            "ConfigMap capstan-system/capstan-health, key rules.yaml: rule 1 \
+                             (Secret): the current expression does not compile: status.(",
+                        )
+                    })
+            }) && first_resource_health(&app).0 == "Degraded"
+        },
+    );
+
+    // a bad expression on the Application makes its spec invalid, naming the entry
+    let bad =
+        r#"{"spec":{"healthChecks":[{"apiVersion":"v1","kind":"ConfigMap","current":"data.("}]}}"#;
+    assert!(e.patch_app("web", bad).status.success());
+    e.eventually(
+        "Ready=False InvalidSpec naming spec.healthChecks[0]",
+        Duration::from_secs(30),
+        || {
+            cond(&e.app("web"), "Ready").is_some_and(|c| {
+                c["reason"] == "InvalidSpec"
+                    && c["message"].as_str().is_some_and(|m| {
+                        m.starts_with(
+                            "Application apps/web: spec.healthChecks[0] (ConfigMap): the current \
+                             expression does not compile: data.(",
+                        )
+                    })
+            })
+        },
+    );
+}
+
 /// Argo CD's multi-source: a chart from a Helm repository (served on loopback, a
 /// version range) takes its values file from a Git repository (`$values/...`), and a
 /// ConfigMap (`valuesFrom`) has the last word; a commit to the values is synced.
@@ -1496,5 +1588,96 @@ fn a_chart_from_a_helm_repository_takes_values_from_git_and_a_configmap() {
         data("greeting").as_deref(),
         Some("from-configmap"),
         "the last state stays"
+    );
+}
+
+#[test]
+fn an_application_renders_jsonnet_with_argo_cds_directory_jsonnet_fields() {
+    let e = Env::new();
+    e.repo.write(
+        "vendor/cm.libsonnet",
+        "{\n  cm(name, value):: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: name }, data: { key: value } },\n}\n",
+    );
+    e.repo.write("web/ns.yaml", NS);
+    e.repo.write(
+        "web/main.jsonnet",
+        "local lib = import 'cm.libsonnet';\nfunction(name, copies=1) [lib.cm(name + '-' + i, std.extVar('value')) for i in std.range(1, copies)]\n",
+    );
+    e.repo.commit("jsonnet");
+    let _c = e.controller(&[]);
+    e.cluster
+        .apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: apps\n");
+    e.cluster.apply(&format!(
+        "apiVersion: capstan.dev/v1alpha1
+kind: Application
+metadata:
+  name: web
+  namespace: apps
+spec:
+  source:
+    repoURL: {}
+    path: web
+    directory:
+      jsonnet:
+        tlas:
+        - {{name: name, value: settings}}
+        - {{name: copies, value: '1 + 1', code: true}}
+        extVars:
+        - {{name: value, value: from-the-application}}
+        libs: [vendor]
+  destination:
+    namespace: web
+{AUTOMATED}",
+        e.server.url("env.git")
+    ));
+
+    e.eventually(
+        "the Jsonnet objects synced",
+        Duration::from_secs(30),
+        || {
+            cm_value(&e, "settings-1").as_deref() == Some("from-the-application")
+                && cm_value(&e, "settings-2").as_deref() == Some("from-the-application")
+        },
+    );
+    let app = e.app("web");
+    assert_eq!(app["status"]["sync"]["status"], "Synced");
+    assert_eq!(
+        app["spec"]["source"]["directory"]["jsonnet"]["tlas"][1],
+        serde_json::json!({"name": "copies", "value": "1 + 1", "code": true}),
+        "the API server keeps the fields (the CRD's schema has them)"
+    );
+
+    // A changed external variable is a changed spec: rendered and synced again.
+    assert!(
+        e.patch_app(
+            "web",
+            r#"{"spec":{"source":{"directory":{"jsonnet":{"extVars":[{"name":"value","value":"patched"}]}}}}}"#
+        )
+        .status
+        .success()
+    );
+    e.eventually(
+        "the new external variable synced",
+        Duration::from_secs(20),
+        || cm_value(&e, "settings-1").as_deref() == Some("patched"),
+    );
+
+    // An import out of the repository is a render failure naming the file.
+    e.repo
+        .write("web/main.jsonnet", "import '../../outside.libsonnet'\n");
+    e.repo.commit("escape");
+    e.eventually("the refused import", Duration::from_secs(20), || {
+        cond(&e.app("web"), "Ready").is_some_and(|c| {
+            c["reason"] == "RenderFailed"
+                && c["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("web/main.jsonnet: import \"../../outside.libsonnet\" is refused")
+        })
+    });
+    assert_eq!(
+        cm_value(&e, "settings-1").as_deref(),
+        Some("patched"),
+        "a failed render prunes nothing"
     );
 }

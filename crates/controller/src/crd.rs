@@ -67,6 +67,57 @@ pub struct ApplicationSpec {
     /// Applications (in the same namespace) that must be Healthy before this one syncs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// Custom health rules in CEL for kinds of this Application's objects and hooks, in
+    /// the shape of Flux's `healthCheckExprs`. They take precedence over the built-in
+    /// rules, and over equally specific rules of the `capstan-health` ConfigMap.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<HealthCheck>,
+}
+
+/// A custom health rule: which kind it judges and the CEL expressions that judge it
+/// (see docs/health.md). The object is bound as `self` and by its top-level fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// `group/version` of the kind (`cert-manager.io/v1`); the version is not compared.
+    /// Give this or `group`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// The group (`""` for the core group), `*`, or `*.example.io`. Give this or
+    /// `apiVersion`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The kind, or `*` for every kind of the group.
+    pub kind: String,
+    /// CEL, a bool: the object is healthy.
+    pub current: String,
+    /// CEL, a bool: the object is on its way (tried first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<String>,
+    /// CEL, a bool: the object failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+    /// CEL, a bool: the object is deliberately paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<String>,
+    /// CEL, a string: why, for any verdict but Healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl From<&HealthCheck> for capstan_engine::health::HealthRuleSpec {
+    fn from(c: &HealthCheck) -> Self {
+        capstan_engine::health::HealthRuleSpec {
+            api_version: c.api_version.clone(),
+            group: c.group.clone(),
+            kind: c.kind.clone(),
+            current: c.current.clone(),
+            in_progress: c.in_progress.clone(),
+            failed: c.failed.clone(),
+            suspended: c.suspended.clone(),
+            message: c.message.clone(),
+        }
+    }
 }
 
 /// A Git source.
@@ -115,6 +166,36 @@ pub struct DirectorySpec {
     /// Globs of files to leave out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+    /// How `*.jsonnet` files are evaluated (Argo CD's `directory.jsonnet`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jsonnet: Option<JsonnetSpec>,
+}
+
+/// Jsonnet settings of a directory source, with Argo CD's field names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JsonnetSpec {
+    /// External variables, read with `std.extVar`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ext_vars: Vec<JsonnetVarSpec>,
+    /// Top-level arguments, passed when a file evaluates to a function.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tlas: Vec<JsonnetVarSpec>,
+    /// Library directories searched by imports, relative to the repository root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub libs: Vec<String>,
+}
+
+/// One external variable or top-level argument.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct JsonnetVarSpec {
+    /// The name.
+    pub name: String,
+    /// A string, or Jsonnet code when `code` is true.
+    pub value: String,
+    /// Whether `value` is Jsonnet code rather than a string.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub code: bool,
 }
 
 /// Options of the Kustomize renderer.

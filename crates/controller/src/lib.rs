@@ -23,6 +23,7 @@
 pub mod audit;
 pub mod crd;
 pub mod credentials;
+pub mod health_rules;
 pub mod images;
 pub mod install;
 pub mod leader;
@@ -185,6 +186,8 @@ pub struct Context {
     pub leader: LeaderFlag,
     /// Options.
     pub opts: ControllerOptions,
+    /// The cluster-wide custom health rules (the `capstan-health` ConfigMap).
+    pub health_rules: health_rules::ClusterHealthRules,
     /// Helm charts from chart repositories and registries, by digest.
     pub charts: Arc<capstan_engine::source::ChartCache>,
     /// The destination's `.Capabilities`, reused for a minute.
@@ -255,6 +258,7 @@ pub async fn run(
         )),
         caps: Default::default(),
         opts: opts.clone(),
+        health_rules: health_rules::ClusterHealthRules::default(),
     };
     tokio::spawn(
         ctx.stop

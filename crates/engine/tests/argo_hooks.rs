@@ -17,9 +17,10 @@
 //! - a hook's `hookPhase` is its run's phase; a terminated run (Argo CD: `Failed`
 //!   with message `Terminated`) is `Terminated` here.
 //!
-//! Cases that need a custom health rule (TestHookFinalizer*, TestFixingDegradedApp) and
-//! those about deleting an Application (TestPreDeleteHook*, TestPostDeleteHook) are run
-//! where that lives (custom health, the controller); see the end of this file.
+//! The cases that override health in Argo CD (TestHookFinalizer*, TestFixingDegradedApp)
+//! give the same override as a custom health rule in CEL. Those about deleting an
+//! Application (TestPreDeleteHook*, TestPostDeleteHook) are controller tests, in
+//! `crates/capstan/tests/controller.rs` (`argo_*`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,9 +30,12 @@ use std::time::Duration;
 
 use capstan_core::{HookPhase, HookType};
 use capstan_engine::destination::Destination;
+use capstan_engine::health::CustomHealth;
 use capstan_engine::render::{self, RenderOptions};
 use capstan_engine::source::local;
-use capstan_engine::sync::{self, HOOK_FINALIZER, HookRun, SyncOptions, SyncReport, health_of};
+use capstan_engine::sync::{
+    self, HOOK_FINALIZER, HookRun, SyncOptions, SyncReport, health_of, health_of_with,
+};
 use capstan_testkit::TestCluster;
 use serde_json::{Value, json};
 
@@ -76,6 +80,8 @@ struct App {
     fixture: PathBuf,
     case: Value,
     files: BTreeMap<String, Vec<Value>>,
+    /// The case's health override, as a custom rule.
+    health: Arc<CustomHealth>,
 }
 
 impl App {
@@ -96,13 +102,15 @@ impl App {
             fixture,
             case,
             files,
+            health: Arc::new(CustomHealth::default()),
         };
         app.cluster.apply(&format!(
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n"
         ));
         let mut app = app;
         let patches = app.case["patches"].as_array().cloned().unwrap_or_default();
-        for p in patches {
+        // patches given in prose (a case run for several values) are the test's to apply
+        for p in patches.into_iter().filter(Value::is_object) {
             let file = p["file"].as_str().expect("a patch names its file");
             let docs = app.files.get_mut(file).unwrap();
             for op in p["patch"].as_array().unwrap() {
@@ -146,6 +154,7 @@ impl App {
         let mut o = SyncOptions::new("argo-e2e");
         o.prune = true;
         o.timeout = Duration::from_secs(30);
+        o.health = self.health.clone();
         o
     }
 
@@ -193,7 +202,8 @@ impl App {
             } else {
                 "Synced"
             };
-            let health = health_of(&dest, o.desired.api_version(), &o.desired.id).await;
+            let health =
+                health_of_with(&dest, o.desired.api_version(), &o.desired.id, &self.health).await;
             resources.insert(
                 format!("{}/{}", o.desired.id.kind, o.desired.id.name),
                 (sync.to_string(), format!("{:?}", health.state)),
@@ -822,4 +832,106 @@ async fn sync_prune_order_with_sync_waves() {
         .collect();
     // Argo CD counts 4 results: the four pruned objects (the marker is ours)
     assert_eq!(pruned.len(), 4, "{ctx}");
+}
+
+/// TestHookFinalizer{PreSync,Sync,PostSync}: a hook Job with `ttlSecondsAfterFinished: 0`
+/// is deleted by the cluster the moment it completes; the hook finalizer keeps it until
+/// its result is read. Argo CD's health override for Jobs (Progressing until deleted,
+/// then Healthy with "Resource has finalizer" while the hook finalizer holds it) is
+/// this CEL rule, with Capstan's finalizer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hook_finalizer() {
+    let Some(data) = conformance() else { return };
+    for phase in ["PreSync", "Sync", "PostSync"] {
+        let mut app = App::new(&data, "TestHookFinalizer{PreSync,Sync,PostSync}");
+        app.edit("hook.yaml", |d| {
+            d["metadata"]["annotations"] = json!({"argocd.argoproj.io/hook": phase});
+        });
+        app.health = Arc::new(
+            CustomHealth::from_yaml(
+                &format!(
+                    r#"- group: batch
+  kind: Job
+  inProgress: "!has(metadata.deletionTimestamp)"
+  current: has(metadata.finalizers) && metadata.finalizers.exists(f, f == '{HOOK_FINALIZER}')
+  message: "has(metadata.deletionTimestamp) ? 'Resource has finalizer' : 'waiting for deletion'"
+"#
+                ),
+                "TestHookFinalizer's health override",
+            )
+            .unwrap(),
+        );
+        let op = app.sync().await;
+        let expect = app.case["expect"].clone();
+        app.check(&format!("TestHookFinalizer{phase}"), &expect, &op)
+            .await;
+        let run = op.hook("hook").unwrap();
+        assert_eq!(run.object.group, "batch");
+        let dest = app.dest().await;
+        let job = capstan_core::ObjectRef::new("batch", "Job", Some(NAMESPACE), "hook");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while health_of(&dest, "batch/v1", &job).await.state != capstan_core::HealthState::Missing {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{phase}: the hook Job is not released once its result was read"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// TestFixingDegradedApp: with a health override that reads a ConfigMap's `health`
+/// annotation (Degraded when it has none), wave 1 is Degraded and wave 2 is never
+/// applied; annotated Healthy, the next sync applies both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixing_degraded_app() {
+    let Some(data) = conformance() else { return };
+    let mut app = App::new(&data, "TestFixingDegradedApp");
+    app.health = Arc::new(
+        CustomHealth::from_yaml(
+            r#"- apiVersion: v1
+  kind: ConfigMap
+  current: "has(metadata.annotations) && 'health' in metadata.annotations && metadata.annotations.health == 'Healthy'"
+  failed: "!(has(metadata.annotations) && 'health' in metadata.annotations) || metadata.annotations.health == 'Degraded'"
+"#,
+            "TestFixingDegradedApp's health override",
+        )
+        .unwrap(),
+    );
+    let first = app.sync().await;
+    let expect = json!({
+        "operation_phase": "Failed",
+        "sync_status": "OutOfSync",
+        "resource_result_count": 1,
+        "resource": {
+            "ConfigMap/cm-1": {"sync": "Synced", "health": "Degraded"},
+            "ConfigMap/cm-2": {"sync": "OutOfSync", "health": "Missing"},
+        },
+    });
+    app.check("TestFixingDegradedApp sync #1", &expect, &first)
+        .await;
+
+    // upstream patches with `replace` on a missing key; evanphx/json-patch v4 adds it
+    let healthy =
+        json!({"op": "replace", "path": "/metadata/annotations/health", "value": "Healthy"});
+    for file in ["cm-1.yaml", "cm-2.yaml"] {
+        app.edit(file, |d| lenient_patch(d, &healthy));
+    }
+    let status = app.status().await;
+    assert_eq!(
+        status.resources["ConfigMap/cm-1"].0, "OutOfSync",
+        "{status:?}"
+    );
+    let second = app.sync().await;
+    let expect = json!({
+        "operation_phase": "Succeeded",
+        "sync_status": "Synced",
+        "resource_result_count": 2,
+        "resource": {
+            "ConfigMap/cm-1": {"sync": "Synced", "health": "Healthy"},
+            "ConfigMap/cm-2": {"sync": "Synced", "health": "Healthy"},
+        },
+    });
+    app.check("TestFixingDegradedApp sync #2", &expect, &second)
+        .await;
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use capstan_engine::render::{
-    self, DesiredObject, HelmOptions, KustomizeOptions, Origin, RenderError, RenderOptions,
-    RendererKind, Scopes,
+    self, DesiredObject, HelmOptions, JsonnetOptions, JsonnetVar, KustomizeOptions, Origin,
+    RenderError, RenderOptions, RendererKind, Scopes,
 };
 use capstan_engine::source::{Checkout, ConfineError, GitCache, GitSource, local};
 use capstan_testkit::TestRepo;
@@ -717,4 +717,476 @@ async fn an_explicit_renderer_overrides_detection() {
     let objs = tree.render("app", &explicit).await;
     assert_eq!(keys(&objs), ["/ConfigMap/prod/plain"]);
     assert_eq!(objs[0].origin, origin("app/manifests/cm.yaml", 1));
+}
+
+// ---------------------------------------------------------------- jsonnet
+
+/// A guestbook in Jsonnet, as Argo CD's `jsonnet-guestbook` example: the UI's Service
+/// and Deployment from one file, their settings in a library beside it.
+const GUESTBOOK_PARAMS: &str = r#"{
+  name: 'guestbook-ui',
+  image: 'registry.example/guestbook-ui:0.2',
+  replicas: 1,
+  containerPort: 80,
+  servicePort: 80,
+  type: 'ClusterIP',
+}
+"#;
+
+const GUESTBOOK_UI: &str = r#"local params = import 'params.libsonnet';
+local labels = { app: params.name };
+
+[
+  {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: params.name },
+    spec: {
+      ports: [{ port: params.servicePort, targetPort: params.containerPort }],
+      selector: labels,
+      type: params.type,
+    },
+  },
+  {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: params.name },
+    spec: {
+      replicas: params.replicas,
+      revisionHistoryLimit: 3,
+      selector: { matchLabels: labels },
+      template: {
+        metadata: { labels: labels },
+        spec: {
+          containers: [{
+            name: params.name,
+            image: params.image,
+            ports: [{ containerPort: params.containerPort }],
+          }],
+        },
+      },
+    },
+  },
+]
+"#;
+
+fn jsonnet_options(jsonnet: JsonnetOptions) -> RenderOptions {
+    RenderOptions {
+        jsonnet,
+        ..Default::default()
+    }
+}
+
+fn var(name: &str, value: &str, code: bool) -> JsonnetVar {
+    JsonnetVar {
+        name: name.into(),
+        value: value.into(),
+        code,
+    }
+}
+
+#[tokio::test]
+async fn a_jsonnet_guestbook_renders_its_service_and_deployment_from_a_params_library() {
+    let tree = Tree::new();
+    tree.write("guestbook/params.libsonnet", GUESTBOOK_PARAMS)
+        .write("guestbook/guestbook-ui.jsonnet", GUESTBOOK_UI)
+        .write("guestbook/extra/config.yaml", &configmap("extra"))
+        .write("guestbook/scratch.jsonnet", "error 'not rendered'");
+    let opts = RenderOptions {
+        exclude: vec!["scratch.jsonnet".into()],
+        ..Default::default()
+    };
+
+    let objs = tree.render("guestbook", &opts).await;
+
+    assert_eq!(
+        keys(&objs),
+        [
+            "/ConfigMap/prod/extra",
+            "/Service/prod/guestbook-ui",
+            "apps/Deployment/prod/guestbook-ui"
+        ],
+        "YAML and Jsonnet files in name order, the library not rendered on its own"
+    );
+    assert_eq!(objs[1].origin, origin("guestbook/guestbook-ui.jsonnet", 1));
+    assert_eq!(objs[2].origin, origin("guestbook/guestbook-ui.jsonnet", 2));
+    let deployment = &objs[2].object;
+    assert_eq!(
+        deployment["spec"]["replicas"],
+        json!(1),
+        "an integer, not 1.0"
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example/guestbook-ui:0.2"
+    );
+    assert_eq!(objs[1].object["spec"]["ports"][0]["targetPort"], json!(80));
+}
+
+#[tokio::test]
+async fn top_level_arguments_and_external_variables_are_given_as_strings_and_as_code() {
+    let tree = Tree::new();
+    tree.write(
+        "deploy/app.jsonnet",
+        r#"function(name, replicas=1, labels={}) {
+  apiVersion: 'apps/v1',
+  kind: 'Deployment',
+  metadata: {
+    name: name,
+    labels: labels + std.extVar('extraLabels'),
+    annotations: { env: std.extVar('env') },
+  },
+  spec: { replicas: replicas },
+}
+"#,
+    )
+    .write(
+        "deploy/not-a-function.jsonnet",
+        "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'plain' } }",
+    );
+    let opts = jsonnet_options(JsonnetOptions {
+        tlas: vec![
+            var("name", "web", false),
+            var("replicas", "1 + 2", true),
+            var("labels", "{ team: 'shop' }", true),
+        ],
+        ext_vars: vec![
+            var("env", "prod", false),
+            var("extraLabels", "{ tier: std.asciiUpper('front') }", true),
+        ],
+        ..Default::default()
+    });
+
+    let objs = tree.render("deploy", &opts).await;
+
+    assert_eq!(
+        keys(&objs),
+        ["apps/Deployment/prod/web", "/ConfigMap/prod/plain"],
+        "a file that is not a function ignores the top-level arguments"
+    );
+    let web = &objs[0].object;
+    assert_eq!(web["spec"]["replicas"], json!(3));
+    assert_eq!(
+        web["metadata"]["labels"],
+        json!({"team": "shop", "tier": "FRONT"})
+    );
+    assert_eq!(web["metadata"]["annotations"]["env"], "prod");
+}
+
+#[tokio::test]
+async fn libraries_are_searched_after_the_importing_files_directory_from_the_repository_root() {
+    let tree = Tree::new();
+    tree.write(
+        "vendor/k.libsonnet",
+        "{ configMap(name):: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: name } } }",
+    )
+    .write("vendor/name.libsonnet", "'from-the-library'")
+    .write("apps/web/name.libsonnet", "'from-beside-the-file'")
+    .write("apps/web/data.txt", "plain text\n")
+    .write(
+        "apps/web/main.jsonnet",
+        r#"local k = import 'k.libsonnet';
+[
+  k.configMap(import 'name.libsonnet'),
+  k.configMap('text') + { data: { text: importstr 'data.txt' } },
+]
+"#,
+    );
+    let opts = jsonnet_options(JsonnetOptions {
+        libs: vec!["vendor".into()],
+        ..Default::default()
+    });
+
+    let objs = tree.render("apps/web", &opts).await;
+
+    assert_eq!(
+        keys(&objs),
+        [
+            "/ConfigMap/prod/from-beside-the-file",
+            "/ConfigMap/prod/text"
+        ]
+    );
+    assert_eq!(objs[1].object["data"]["text"], "plain text\n");
+
+    let err = tree.render_err("apps/web", &RenderOptions::default()).await;
+    assert!(
+        matches!(&err, RenderError::Jsonnet { file, .. } if file == "apps/web/main.jsonnet"),
+        "without the library the import is not found: {err:?}"
+    );
+    assert!(err.to_string().contains("\"k.libsonnet\""), "{err}");
+}
+
+#[tokio::test]
+async fn a_jsonnet_list_and_nested_arrays_are_flattened_into_their_items() {
+    let tree = Tree::new();
+    tree.write(
+        "list.jsonnet",
+        r#"local cm(name) = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: name } };
+{ apiVersion: 'v1', kind: 'List', items: [cm('a'), cm('b')] }
+"#,
+    )
+    .write(
+        "nested.jsonnet",
+        r#"local cm(name) = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: name } };
+[[cm('c')], [cm('d'), [cm('e')]], []]
+"#,
+    );
+
+    let objs = tree.render(".", &RenderOptions::default()).await;
+
+    assert_eq!(
+        keys(&objs),
+        [
+            "/ConfigMap/prod/a",
+            "/ConfigMap/prod/b",
+            "/ConfigMap/prod/c",
+            "/ConfigMap/prod/d",
+            "/ConfigMap/prod/e"
+        ]
+    );
+    assert_eq!(objs[4].origin, origin("nested.jsonnet", 3));
+}
+
+#[tokio::test]
+async fn a_jsonnet_import_that_leaves_the_repository_is_refused_naming_the_file_and_the_path() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.libsonnet"), "'stolen'").unwrap();
+    let tree = Tree::new();
+    tree.write("deploy/app.jsonnet", "import 'lib.libsonnet'");
+    // Opened first, as a Git checkout is: only the rendered path is walked for links
+    // when rendering, so the link under shared/ is for the import resolver to catch.
+    let checkout = tree.checkout("deploy");
+    std::fs::create_dir_all(tree.root().join("shared")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.libsonnet"),
+        tree.root().join("shared/linked.libsonnet"),
+    )
+    .unwrap();
+    let cases = [
+        ("import '../../etc/passwd'", "../../etc/passwd"),
+        ("importstr '/etc/passwd'", "/etc/passwd"),
+        ("importbin '../../../etc/passwd'", "../../../etc/passwd"),
+        (
+            "import '../shared/linked.libsonnet'",
+            "../shared/linked.libsonnet",
+        ),
+    ];
+    for (expr, path) in cases {
+        tree.write(
+            "deploy/lib.libsonnet",
+            &format!("{{ apiVersion: 'v1', kind: 'ConfigMap', metadata: {{ name: 'x' }}, data: {{ a: {expr} }} }}"),
+        );
+
+        let err = render::render(
+            &checkout,
+            &RenderOptions::default(),
+            "prod",
+            &Scopes::builtin(),
+        )
+        .await
+        .unwrap_err();
+
+        assert!(
+            matches!(
+                &err,
+                RenderError::JsonnetImport { file, import, .. }
+                    if file == "deploy/lib.libsonnet" && import == path
+            ),
+            "{expr}: {err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("deploy/lib.libsonnet: import {path:?} is refused")
+        );
+    }
+    let RenderError::JsonnetImport { source, .. } = &err_for_link(&tree, &checkout).await else {
+        unreachable!("checked above")
+    };
+    assert!(
+        matches!(source, ConfineError::SymlinkEscapes { link, .. } if link == "shared/linked.libsonnet"),
+        "the link is named: {source:?}"
+    );
+
+    let escaping_lib = jsonnet_options(JsonnetOptions {
+        libs: vec!["../vendor".into()],
+        ..Default::default()
+    });
+    let err = render::render(&checkout, &escaping_lib, "prod", &Scopes::builtin())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RenderError::Confine(ConfineError::Escapes { path }) if path == "../vendor"),
+        "a library outside the repository: {err:?}"
+    );
+}
+
+async fn err_for_link(tree: &Tree, checkout: &Checkout) -> RenderError {
+    tree.write(
+        "deploy/lib.libsonnet",
+        "import '../shared/linked.libsonnet'",
+    );
+    render::render(
+        checkout,
+        &RenderOptions::default(),
+        "prod",
+        &Scopes::builtin(),
+    )
+    .await
+    .unwrap_err()
+}
+
+#[tokio::test]
+async fn a_jsonnet_syntax_error_names_the_file_and_the_line() {
+    let tree = Tree::new();
+    tree.write(
+        "deploy/broken.jsonnet",
+        "{\n  apiVersion: 'v1',\n  kind: 'ConfigMap' 'oops',\n}\n",
+    );
+
+    let err = tree.render_err("deploy", &RenderOptions::default()).await;
+
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("deploy/broken.jsonnet:3:"),
+        "file and line first: {msg}"
+    );
+    assert!(msg.contains("syntax error"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_jsonnet_runtime_error_names_the_file_and_the_line_where_it_happened() {
+    let tree = Tree::new();
+    tree.write(
+        "deploy/lib.libsonnet",
+        "{\n  name(x)::\n    if x == '' then error 'a name is required' else x,\n}\n",
+    )
+    .write(
+        "deploy/app.jsonnet",
+        "local lib = import 'lib.libsonnet';\n{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: lib.name('') } }\n",
+    )
+    .write("deploy/text.jsonnet", "'just a string'");
+
+    let err = tree.render_err("deploy", &RenderOptions::default()).await;
+
+    assert!(
+        matches!(&err, RenderError::Jsonnet { file, at: Some(at), .. }
+            if file == "deploy/app.jsonnet" && at.file == "deploy/lib.libsonnet" && at.line == 3),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("deploy/app.jsonnet: deploy/lib.libsonnet:3:"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("a name is required"), "{err}");
+
+    tree.write(
+        "deploy/app.jsonnet",
+        "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'ok' } }",
+    );
+    let err = tree.render_err("deploy", &RenderOptions::default()).await;
+    assert_eq!(
+        err.to_string(),
+        "deploy/text.jsonnet: the output holds a string, where an object or an array of objects belongs"
+    );
+}
+
+#[tokio::test]
+async fn runaway_jsonnet_recursion_is_stopped_by_the_stack_limit() {
+    let tree = Tree::new();
+    tree.write(
+        "deploy/loop.jsonnet",
+        "local f(n) = f(n + 1) + 1;\n{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' }, data: { n: f(0) } }\n",
+    );
+
+    let err = tree.render_err("deploy", &RenderOptions::default()).await;
+
+    assert!(
+        matches!(&err, RenderError::Jsonnet { file, at: Some(at), .. }
+            if file == "deploy/loop.jsonnet" && at.line == 1),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("stack limit"), "{err}");
+}
+
+#[tokio::test]
+async fn jsonnet_running_past_its_timeout_fails_with_the_timeout_error() {
+    let tree = Tree::new();
+    // Exponential, but finite: the thread left behind ends soon after the test.
+    tree.write(
+        "deploy/slow.jsonnet",
+        "local f(n) = if n == 0 then 1 else f(n - 1) + f(n - 1);\n{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' }, data: { n: std.toString(f(22)) } }\n",
+    );
+    let opts = jsonnet_options(JsonnetOptions {
+        timeout: Duration::from_millis(100),
+        ..Default::default()
+    });
+
+    let started = std::time::Instant::now();
+    let err = tree.render_err("deploy", &opts).await;
+
+    assert!(
+        matches!(&err, RenderError::Timeout { tool: "jsonnet", path, .. } if path == "deploy"),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "returned at the timeout"
+    );
+}
+
+#[tokio::test]
+async fn deeply_nested_jsonnet_source_is_an_error_not_a_crash() {
+    let tree = Tree::new();
+    let depth = 20_000;
+    tree.write(
+        "deploy/deep.jsonnet",
+        &format!("{}{}", "[".repeat(depth), "]".repeat(depth)),
+    );
+
+    let err = tree.render_err("deploy", &RenderOptions::default()).await;
+
+    assert!(
+        matches!(&err, RenderError::Jsonnet { file, .. } if file == "deploy/deep.jsonnet"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_evaluation_that_ends_after_its_timeout_no_longer_counts_against_the_limit() {
+    let tree = Tree::new();
+    tree.write(
+        "slow/slow.jsonnet",
+        "local f(n) = if n == 0 then 1 else f(n - 1) + f(n - 1);\n{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' }, data: { n: std.toString(f(16)) } }\n",
+    )
+    .write(
+        "fine/cm.jsonnet",
+        "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'fine' } }",
+    );
+    let hurried = jsonnet_options(JsonnetOptions {
+        timeout: Duration::from_millis(1),
+        ..Default::default()
+    });
+
+    // More timeouts than the limit, one after another: each abandoned thread ends
+    // soon (f(16) is quick), and the limit only counts those still running.
+    for _ in 0..render::jsonnet::MAX_ABANDONED * 2 {
+        let err = render::render(&tree.checkout("slow"), &hurried, "prod", &Scopes::builtin())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RenderError::Timeout {
+                    tool: "jsonnet",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let objs = tree.render("fine", &RenderOptions::default()).await;
+    assert_eq!(keys(&objs), ["/ConfigMap/prod/fine"]);
 }

@@ -9,10 +9,6 @@ const HINTS: &[(&str, &str)] = &[
         "Config Management Plugins have no Capstan equivalent; left out: the path is rendered as plain manifests, Kustomize or Helm, whichever its files call for",
     ),
     (
-        "source.directory.jsonnet",
-        "Jsonnet options are not in this Capstan's Application schema (source.directory.jsonnet); left out",
-    ),
-    (
         "source.helm.fileParameters",
         "Helm --set-file values have no Capstan equivalent; left out (put the file's content in helm.values)",
     ),

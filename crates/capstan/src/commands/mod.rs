@@ -5,6 +5,7 @@ pub mod apply;
 pub mod apps;
 pub mod controller;
 pub mod diff;
+pub mod health;
 pub mod images;
 pub mod import;
 pub mod preview;

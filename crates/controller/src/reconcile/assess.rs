@@ -43,7 +43,7 @@ impl Pass<'_> {
             None => None,
         };
         let plan_now = after_sync.as_ref().unwrap_or(&planned.plan);
-        let (resources, health) = status::resources_and_health(plan_now);
+        let (resources, health) = status::resources_and_health(plan_now, &self.health);
         let out_of_sync = plan_now.has_drift();
         self.status.resources = resources;
         self.status.health = Some(HealthStatus {
@@ -149,6 +149,15 @@ impl Pass<'_> {
         ];
         if self.app.spec.sync_policy.automated.is_none() {
             conditions.push(self.manual_condition());
+        }
+        if let Some(problem) = &self.health_rules_problem {
+            conditions.push(condition(
+                "HealthRulesInvalid",
+                true,
+                "InvalidHealthRules",
+                format!("judged without the cluster's custom health rules: {problem}"),
+                generation,
+            ));
         }
         conditions
     }

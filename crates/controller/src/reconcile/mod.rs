@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use capstan_core::{Outcome, Revision};
 use capstan_engine::destination::Destination;
+use capstan_engine::health::CustomHealth;
 use capstan_engine::inventory::InventoryStore;
 use capstan_engine::plan::{self, Plan, PlanOptions};
 use capstan_engine::render::DesiredObject;
@@ -152,6 +153,10 @@ struct Pass<'a> {
     old: ApplicationStatus,
     request: Option<SyncRequest>,
     status: ApplicationStatus,
+    /// The custom health rules that judge the Application's objects and hooks.
+    health: Arc<CustomHealth>,
+    /// Why the cluster's health rules could not be used, when they could not.
+    health_rules_problem: Option<String>,
 }
 
 /// Reconcile one Application: the stages in order, or the first that failed.
@@ -186,11 +191,14 @@ impl<'a> Pass<'a> {
             request: SyncRequest::pending(app),
             old,
             status,
+            health: Arc::default(),
+            health_rules_problem: None,
         }
     }
 
     async fn stages(&mut self, memory: &mut AppMemory) -> Result<Report, StageFailure> {
         self.check_spec()?;
+        self.health_rules().await?;
         let (revision, desired) = self.source_and_render().await?;
         self.keep_delete_hooks(&desired).await;
         let planned = self.plan(&desired).await?;
@@ -228,6 +236,33 @@ impl<'a> Pass<'a> {
             message: invalid.join("; "),
             retry: false,
         })
+    }
+
+    /// Stage 0 too: the custom health rules — the Application's own, which must compile
+    /// (else the spec is invalid), over the cluster's `capstan-health` ConfigMap, which
+    /// a bad rule does not stop: the Application is then judged without them and a
+    /// `HealthRulesInvalid` condition says why.
+    async fn health_rules(&mut self) -> Result<(), StageFailure> {
+        let own = crate::health_rules::application_rules(self.app).map_err(|e| StageFailure {
+            reason: "InvalidSpec",
+            message: error_chain(&e),
+            retry: false,
+        })?;
+        let cluster = match self
+            .ctx
+            .health_rules
+            .load(&self.ctx.client, &self.ctx.opts.namespace)
+            .await
+        {
+            Ok(rules) => rules,
+            Err(problem) => {
+                tracing::warn!(app = %self.key, %problem, "custom health rules not used");
+                self.health_rules_problem = Some(problem);
+                Arc::default()
+            }
+        };
+        self.health = crate::health_rules::combined(&cluster, own);
+        Ok(())
     }
 
     /// Stage 1: the repository, with credentials from the Application's Secret.

@@ -126,6 +126,7 @@ impl Pass<'_> {
         opts.allow_empty = self.app.spec.sync_policy.allow_empty;
         opts.confirm_prune = prune_confirmed(self.app);
         opts.namespace_metadata = spec::namespace_metadata(self.app);
+        opts.health = Arc::clone(&self.health);
         let trigger = request
             .as_ref()
             .map(|r| r.trigger.clone())

@@ -6,10 +6,12 @@ use std::time::Duration;
 use capstan_core::SyncOptionSet;
 use capstan_engine::diff::IgnoreRule;
 use capstan_engine::plan::PlanOptions;
-use capstan_engine::render::{HelmOptions, KustomizeOptions, RenderOptions, RendererKind};
+use capstan_engine::render::{
+    HelmOptions, JsonnetOptions, JsonnetVar, KustomizeOptions, RenderOptions, RendererKind,
+};
 use kube::ResourceExt;
 
-use crate::crd::Application;
+use crate::crd::{Application, JsonnetVarSpec};
 
 /// A duration of the spec (`30s`, `2m`, `1h30m`, `500ms`).
 pub(super) fn parse_duration(s: &str) -> Option<Duration> {
@@ -158,6 +160,14 @@ pub fn source_render_options(
         opts.renderer = Some(RendererKind::Directory);
         opts.include = d.include.clone();
         opts.exclude = d.exclude.clone();
+        if let Some(j) = &d.jsonnet {
+            opts.jsonnet = JsonnetOptions {
+                tlas: j.tlas.iter().map(jsonnet_var).collect(),
+                ext_vars: j.ext_vars.iter().map(jsonnet_var).collect(),
+                libs: j.libs.clone(),
+                ..Default::default()
+            };
+        }
     }
     if let Some(k) = &src.kustomize {
         opts.renderer = Some(RendererKind::Kustomize);
@@ -182,6 +192,14 @@ pub fn source_render_options(
         };
     }
     opts
+}
+
+fn jsonnet_var(v: &JsonnetVarSpec) -> JsonnetVar {
+    JsonnetVar {
+        name: v.name.clone(),
+        value: v.value.clone(),
+        code: v.code,
+    }
 }
 
 /// `values` with `valuesObject` merged over it, as one YAML (JSON) document.
@@ -324,5 +342,44 @@ mod tests {
             .map(|n| backoff(n, cap, &custom).as_secs())
             .collect();
         assert_eq!(delays, [1, 3, 9, 20, 20]);
+    }
+
+    #[test]
+    fn argo_cds_directory_jsonnet_fields_become_the_jsonnet_options() {
+        let source: SourceSpec = serde_json::from_value(serde_json::json!({
+            "repoURL": "https://git.example/env.git",
+            "path": "apps/guestbook",
+            "directory": {"jsonnet": {
+                "extVars": [{"name": "env", "value": "prod"}],
+                "tlas": [{"name": "replicas", "value": "2 + 1", "code": true}],
+                "libs": ["vendor"],
+            }},
+        }))
+        .unwrap();
+        let opts = render_options(
+            &app(ApplicationSpec {
+                source,
+                ..Default::default()
+            }),
+            "shop",
+        );
+        assert_eq!(opts.renderer, Some(RendererKind::Directory));
+        assert_eq!(
+            opts.jsonnet.ext_vars,
+            [JsonnetVar {
+                name: "env".into(),
+                value: "prod".into(),
+                code: false
+            }]
+        );
+        assert_eq!(
+            opts.jsonnet.tlas,
+            [JsonnetVar {
+                name: "replicas".into(),
+                value: "2 + 1".into(),
+                code: true
+            }]
+        );
+        assert_eq!(opts.jsonnet.libs, ["vendor"]);
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use capstan_core::{Change, Health, HealthState};
+use capstan_engine::health::CustomHealth;
 use capstan_engine::plan::Plan;
 use kube::{Resource, ResourceExt};
 
@@ -47,12 +48,15 @@ pub(super) fn merge_conditions(old: &[Condition], new: Vec<Condition>) -> Vec<Co
 
 /// Every planned object with its sync state and health, plus what waits to be
 /// pruned; and the health rolled up worst-first.
-pub(super) fn resources_and_health(plan: &Plan) -> (Vec<ResourceStatus>, Health) {
+pub(super) fn resources_and_health(
+    plan: &Plan,
+    custom: &CustomHealth,
+) -> (Vec<ResourceStatus>, Health) {
     let mut resources = Vec::new();
     let mut healths = Vec::new();
     for o in &plan.objects {
         let h = match &o.live {
-            Some(live) => capstan_engine::health::assess(live),
+            Some(live) => capstan_engine::health::assess_with(live, custom),
             None => Health::new(HealthState::Missing, "not in the cluster"),
         };
         healths.push(h.clone());

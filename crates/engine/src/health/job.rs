@@ -3,7 +3,8 @@
 //! 1. The `Failed` condition True → Degraded, with its reason and message (the backoff
 //!    limit or the deadline was reached).
 //! 2. The `Complete` condition True → Healthy.
-//! 3. `spec.suspend` → Suspended: no pods are started until it is resumed.
+//! 3. The `Suspended` condition True, or `spec.suspend` → Suspended, with the
+//!    condition's message: no pods are started until it is resumed.
 //! 4. Otherwise Progressing, counting active, succeeded and failed pods.
 
 use capstan_core::{Health, HealthState};
@@ -25,8 +26,13 @@ pub(super) fn assess(obj: &Value) -> Health {
     if condition(obj, "Complete").is_some_and(|complete| complete.is_true()) {
         return Health::healthy();
     }
-    if flag(obj, "/spec/suspend") {
-        return Health::new(HealthState::Suspended, "job is suspended");
+    let suspended = condition(obj, "Suspended").filter(|suspended| suspended.is_true());
+    if suspended.is_some() || flag(obj, "/spec/suspend") {
+        let message = suspended
+            .map(|suspended| suspended.message)
+            .filter(|message| !message.is_empty())
+            .unwrap_or("job is suspended");
+        return Health::new(HealthState::Suspended, message);
     }
     let active = int(obj, "/status/active");
     let succeeded = int(obj, "/status/succeeded");
@@ -63,7 +69,7 @@ mod tests {
         assert_health(
             include_str!("testdata/job-suspended.yaml"),
             HealthState::Suspended,
-            "job is suspended",
+            "Job suspended",
         );
     }
 

@@ -1,55 +1,58 @@
-//! Pod health, after Argo CD and kstatus. In order:
+//! Pod health, as Argo CD judges it. In order:
 //!
 //! 1. `metadata.deletionTimestamp` → Progressing: the pod is terminating.
-//! 2. Phase `Succeeded` → Healthy: it ran to completion.
-//! 3. Phase `Failed` → Degraded, with `status.message` or, when there is none, the first
-//!    terminated container's reason, message and exit code.
-//! 4. A container (init or regular) waiting for a reason it will not get out of on its
-//!    own — `CrashLoopBackOff`, `ImagePullBackOff`, `ErrImagePull`, `ErrImageNeverPull`,
-//!    `InvalidImageName`, `CreateContainerConfigError`, `CreateContainerError` →
+//! 2. A pod meant to run forever (below) with a container (init or regular) waiting for
+//!    a reason it will not get out of on its own — a reason starting with `Err` or
+//!    ending with `Error` or `BackOff` (`CrashLoopBackOff`, `ImagePullBackOff`,
+//!    `ErrImagePull`, `CreateContainerConfigError`, …), or `InvalidImageName` →
 //!    Degraded, naming the container, the reason and the message.
+//! 3. Phase `Succeeded` → Healthy: it ran to completion.
+//! 4. Phase `Failed` → Degraded, with `status.message` or, when there is none, the first
+//!    terminated container's reason, message and exit code.
 //! 5. Phase `Running`:
-//!    - with `spec.restartPolicy: Always` (the default): Healthy when every container is
-//!      ready and the `Ready` condition is not False; Progressing otherwise.
-//!    - with `OnFailure` or `Never`: Progressing. Such a pod is meant to finish (a Job's
-//!      pod, a sync hook) and is only healthy once it has Succeeded.
+//!    - a pod meant to run forever: Healthy when every container is ready and the
+//!      `Ready` condition is not False; Degraded when it is not ready and a container
+//!      has terminated before (its `lastState`); Progressing otherwise.
+//!    - a pod meant to finish: Progressing. It is only healthy once it has Succeeded.
 //! 6. Phase `Pending` or no phase yet → Progressing, with the scheduler's reason when the
 //!    pod cannot be scheduled.
 //! 7. Any other phase (`Unknown`: the node stopped reporting) → Unknown.
+//!
+//! A pod is meant to run forever with `spec.restartPolicy: Always` (the default). With
+//! `OnFailure` or `Never` it is meant to finish — a Job's pod, a sync hook — so a
+//! container in back-off is not judged yet: the hook must not fail before its image
+//! arrives. The annotation `argocd.argoproj.io/ignore-restart-policy: "true"` makes such
+//! a pod be judged as one meant to run forever, except on a hook pod (one with the
+//! annotation `argocd.argoproj.io/hook`), as in Argo CD.
 
 use capstan_core::{Health, HealthState};
 use serde_json::Value;
 
 use super::{condition, progressing, sentence, text};
 
-/// Waiting reasons a container does not recover from without a change (to the image,
-/// the configuration or the program).
-const STUCK_REASONS: &[&str] = &[
-    "CrashLoopBackOff",
-    "ImagePullBackOff",
-    "ErrImagePull",
-    "ErrImageNeverPull",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-];
+/// Makes a pod with restart policy `Never` or `OnFailure` be judged like `Always`.
+const IGNORE_RESTART_POLICY: &str = "argocd.argoproj.io/ignore-restart-policy";
+
+/// Marks a sync hook, which the annotation above never applies to.
+const HOOK: &str = "argocd.argoproj.io/hook";
 
 /// The health of a Pod.
 pub(super) fn assess(obj: &Value) -> Health {
     if text(obj, "/metadata/deletionTimestamp").is_some() {
         return progressing("pod is terminating");
     }
-    let phase = text(obj, "/status/phase");
-    match phase {
-        Some("Succeeded") => return Health::healthy(),
-        Some("Failed") => return Health::new(HealthState::Degraded, failure(obj)),
-        _ => {}
-    }
-    if let Some(stuck) = stuck_container(obj) {
+    let runs_forever = runs_forever(obj);
+    if runs_forever && let Some(stuck) = stuck_container(obj) {
         return Health::new(HealthState::Degraded, stuck);
     }
-    match phase {
-        Some("Running") => running(obj),
+    match text(obj, "/status/phase") {
+        Some("Succeeded") => Health::healthy(),
+        Some("Failed") => Health::new(HealthState::Degraded, failure(obj)),
+        Some("Running") if runs_forever => running(obj),
+        Some("Running") => progressing(format!(
+            "pod is running (restart policy {}), waiting for it to succeed",
+            restart_policy(obj)
+        )),
         Some("Pending") | None => pending(obj),
         Some(other) => Health::new(
             HealthState::Unknown,
@@ -59,6 +62,24 @@ pub(super) fn assess(obj: &Value) -> Health {
             ]),
         ),
     }
+}
+
+/// `spec.restartPolicy`, `Always` when not set.
+fn restart_policy(obj: &Value) -> &str {
+    text(obj, "/spec/restartPolicy").unwrap_or("Always")
+}
+
+/// Whether the pod is judged as one meant to run forever (see the module comment).
+fn runs_forever(obj: &Value) -> bool {
+    if restart_policy(obj) == "Always" {
+        return true;
+    }
+    let annotation = |name: &str| {
+        obj.pointer("/metadata/annotations")
+            .and_then(|annotations| annotations.get(name))
+            .and_then(Value::as_str)
+    };
+    annotation(IGNORE_RESTART_POLICY) == Some("true") && annotation(HOOK).is_none()
 }
 
 /// Why a Failed pod failed: the pod's own message (an eviction, a deadline), else the
@@ -95,12 +116,22 @@ fn failure(obj: &Value) -> String {
     terminated.unwrap_or_else(|| "pod failed".to_string())
 }
 
-/// The first container waiting for a reason in [`STUCK_REASONS`], as a sentence.
+/// Whether a container waiting for this reason stays stuck until something changes
+/// (the image, the configuration or the program): Argo CD's test, plus
+/// `InvalidImageName`.
+fn is_stuck(reason: &str) -> bool {
+    reason.starts_with("Err")
+        || reason.ends_with("Error")
+        || reason.ends_with("BackOff")
+        || reason == "InvalidImageName"
+}
+
+/// The first container waiting for a reason it is stuck in, as a sentence.
 fn stuck_container(obj: &Value) -> Option<String> {
     statuses(obj).find_map(|status| {
         let waiting = status.pointer("/state/waiting")?;
         let reason = waiting.get("reason").and_then(Value::as_str)?;
-        if !STUCK_REASONS.contains(&reason) {
+        if !is_stuck(reason) {
             return None;
         }
         let name = status
@@ -118,14 +149,8 @@ fn stuck_container(obj: &Value) -> Option<String> {
     })
 }
 
-/// A running pod: done only when it is meant to run forever and every container is ready.
+/// A running pod meant to run forever: healthy once every container is ready.
 fn running(obj: &Value) -> Health {
-    let restart_policy = text(obj, "/spec/restartPolicy").unwrap_or("Always");
-    if restart_policy != "Always" {
-        return progressing(format!(
-            "pod is running (restart policy {restart_policy}), waiting for it to succeed"
-        ));
-    }
     let total = obj
         .pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -138,15 +163,47 @@ fn running(obj: &Value) -> Health {
                 .filter(|status| status.get("ready").and_then(Value::as_bool) == Some(true))
                 .count()
         });
+    let not_ready = condition(obj, "Ready").filter(|ready| ready.is_false());
+    if ready >= total && not_ready.is_none() {
+        return Health::healthy();
+    }
+    if let Some(restarted) = restarted_container(obj) {
+        return Health::new(HealthState::Degraded, restarted);
+    }
     if ready < total {
         return progressing(format!("{ready} of {total} containers ready"));
     }
-    if let Some(pod_ready) = condition(obj, "Ready")
-        && pod_ready.is_false()
-    {
-        return progressing(sentence(&["pod is not ready", &pod_ready.explanation()]));
-    }
-    Health::healthy()
+    let explanation = not_ready
+        .map(|ready| ready.explanation())
+        .unwrap_or_default();
+    progressing(sentence(&["pod is not ready", &explanation]))
+}
+
+/// The first container that terminated before (its `lastState`), as a sentence: a pod
+/// that is not ready while its containers keep restarting is failing, not starting.
+fn restarted_container(obj: &Value) -> Option<String> {
+    let statuses = obj.pointer("/status/containerStatuses")?.as_array()?;
+    statuses.iter().find_map(|status| {
+        let terminated = status.pointer("/lastState/terminated")?;
+        let field = |name: &str| {
+            terminated
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
+        let name = status
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let exit_code = terminated
+            .get("exitCode")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        Some(format!(
+            "container {name:?} is not ready and terminated before: {} (exit code {exit_code})",
+            sentence(&[field("reason"), field("message")])
+        ))
+    })
 }
 
 /// A pending pod, with the scheduler's reason when it cannot be placed.
@@ -256,6 +313,40 @@ mod tests {
             include_str!("testdata/pod-running-restart-never.yaml"),
             HealthState::Progressing,
             "pod is running (restart policy Never), waiting for it to succeed",
+        );
+    }
+
+    #[test]
+    fn a_pod_that_is_not_ready_and_restarted_before_is_degraded() {
+        assert_health(
+            include_str!("testdata/pod-restarted-not-ready.yaml"),
+            HealthState::Degraded,
+            "container \"web\" is not ready and terminated before: Error (exit code 137)",
+        );
+    }
+
+    #[test]
+    fn a_job_pod_waiting_for_its_image_is_progressing_not_degraded() {
+        assert_health(
+            include_str!("testdata/pod-restart-on-failure-image-pull-backoff.yaml"),
+            HealthState::Progressing,
+            "pod is pending",
+        );
+    }
+
+    #[test]
+    fn the_ignore_restart_policy_annotation_judges_a_finite_pod_like_a_service() {
+        assert_healthy(include_str!(
+            "testdata/pod-running-restart-never-ignore-restart-policy.yaml"
+        ));
+    }
+
+    #[test]
+    fn the_ignore_restart_policy_annotation_does_not_apply_to_hooks() {
+        assert_health(
+            include_str!("testdata/pod-hook-running-ignore-restart-policy.yaml"),
+            HealthState::Progressing,
+            "restart policy Never",
         );
     }
 

@@ -2,7 +2,9 @@
 //!
 //! The renderer is chosen as Argo CD does — a `kustomization.yaml` (or `.yml`, or
 //! `Kustomization`) means Kustomize, a `Chart.yaml` means Helm, anything else is a
-//! directory of manifests — or set explicitly. Every renderer's output then goes
+//! directory of manifests — or set explicitly. As in Argo CD, Jsonnet is no renderer of
+//! its own: the directory renderer evaluates `*.jsonnet` files next to the YAML and
+//! JSON ones ([`jsonnet`]). Every renderer's output then goes
 //! through [`normalize`]: each object must have `apiVersion`, `kind` and
 //! `metadata.name`; `List` kinds are flattened; namespaced objects without a
 //! namespace get the destination namespace (scopes from discovery, or offline from
@@ -11,6 +13,7 @@
 
 mod directory;
 mod helm;
+pub mod jsonnet;
 mod kustomize;
 pub mod normalize;
 pub mod scope;
@@ -24,6 +27,7 @@ use capstan_core::ObjectRef;
 use serde_json::Value;
 
 pub use helm::{ChartDir, HelmOptions};
+pub use jsonnet::{JsonnetLocation, JsonnetOptions, JsonnetVar};
 pub use kustomize::KustomizeOptions;
 pub use normalize::DesiredObject;
 pub use scope::Scopes;
@@ -35,7 +39,8 @@ use crate::source::{Checkout, ConfineError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RendererKind {
-    /// Plain manifests: `*.yaml`, `*.yml`, `*.json`, recursively.
+    /// Plain manifests: `*.yaml`, `*.yml`, `*.json`, and `*.jsonnet` evaluated,
+    /// recursively.
     Directory,
     /// `kustomize build` (or `kubectl kustomize`).
     Kustomize,
@@ -80,6 +85,8 @@ pub struct RenderOptions {
     pub kustomize: KustomizeOptions,
     /// Helm settings.
     pub helm: HelmOptions,
+    /// Directory renderer: how `*.jsonnet` files are evaluated.
+    pub jsonnet: JsonnetOptions,
 }
 
 /// Where a rendered object came from, for error messages.
@@ -148,6 +155,29 @@ pub enum RenderError {
         #[source]
         source: globset::Error,
     },
+    /// A Jsonnet file does not evaluate: a syntax error, a runtime error, or an output
+    /// that is not an object or an array of objects. jrsonnet's error holds `Rc`s (it
+    /// cannot cross threads), so its message is kept rather than the error itself.
+    #[error("{}", jsonnet::error_text(file, at.as_ref(), message))]
+    Jsonnet {
+        /// The evaluated file, relative to the repository root.
+        file: String,
+        /// Where in the Jsonnet source, when known (possibly an imported file).
+        at: Option<JsonnetLocation>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A Jsonnet `import`, `importstr` or `importbin` leaves the repository.
+    #[error("{file}: import {import:?} is refused")]
+    JsonnetImport {
+        /// The importing file, relative to the repository root.
+        file: String,
+        /// The path as written in the import.
+        import: String,
+        /// How it leaves (`..`, an absolute path, a symlink out).
+        #[source]
+        source: ConfineError,
+    },
     /// An external renderer (kustomize, helm) failed; `stderr` is its output.
     #[error("{tool} failed on {path}: {stderr}")]
     Tool {
@@ -169,10 +199,10 @@ pub enum RenderError {
         #[source]
         source: std::io::Error,
     },
-    /// An external renderer ran past its timeout.
+    /// A renderer ran past its timeout.
     #[error("{tool} on {path} did not finish within {timeout:?}")]
     Timeout {
-        /// `kustomize` or `helm`.
+        /// `kustomize`, `helm` or `jsonnet`.
         tool: &'static str,
         /// The rendered path.
         path: String,
@@ -231,7 +261,7 @@ pub async fn render_raw(
     let kind = opts.renderer.unwrap_or_else(|| detect(&dir));
     let rel = display_rel(checkout.root(), &dir);
     match kind {
-        RendererKind::Directory => directory::render(checkout.root(), &dir, opts),
+        RendererKind::Directory => directory::render(checkout.root(), &dir, opts).await,
         RendererKind::Kustomize => kustomize::render(&dir, &rel, &opts.kustomize).await,
         RendererKind::Helm => {
             let chart = ChartDir {

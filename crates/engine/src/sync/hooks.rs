@@ -15,11 +15,14 @@
 
 use std::time::Duration;
 
-use capstan_core::{DeletePolicy, HookPhase, HookResult, HookType, ObjectRef, Role};
+use capstan_core::{
+    DeletePolicy, Health, HealthState, HookPhase, HookResult, HookType, ObjectRef, Role,
+};
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::destination::Destination;
+use crate::health::CustomHealth;
 use crate::plan::api_error_message;
 use crate::render::DesiredObject;
 
@@ -188,8 +191,12 @@ fn prepared(object: &Value, name: &str, application: &str) -> Value {
     o
 }
 
-/// Whether a hook's object has finished, and how.
-fn finished(obj: &Value) -> Option<(bool, String)> {
+/// Whether a hook's object has finished, and how: by a custom rule for its kind if
+/// there is one (Healthy is success, Degraded failure), else by its status.
+fn finished(obj: &Value, health: &CustomHealth) -> Option<(bool, String)> {
+    if let Some(h) = health.assess(obj) {
+        return settled(h);
+    }
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     let cond = |ty: &str| {
         obj.pointer("/status/conditions")
@@ -206,14 +213,16 @@ fn finished(obj: &Value) -> Option<(bool, String)> {
         "Job" => cond("Complete")
             .map(|m| (true, m))
             .or_else(|| cond("Failed").map(|m| (false, m))),
-        _ => {
-            let h = crate::health::assess(obj);
-            match h.state {
-                capstan_core::HealthState::Healthy => Some((true, h.message)),
-                capstan_core::HealthState::Degraded => Some((false, h.message)),
-                _ => None,
-            }
-        }
+        _ => settled(crate::health::assess(obj)),
+    }
+}
+
+/// Healthy: finished well; Degraded: failed; anything else: not finished yet.
+fn settled(h: Health) -> Option<(bool, String)> {
+    match h.state {
+        HealthState::Healthy => Some((true, h.message)),
+        HealthState::Degraded => Some((false, h.message)),
+        _ => None,
     }
 }
 
@@ -247,6 +256,7 @@ pub async fn finish(
     dest: &Destination,
     runs: &mut [HookRun],
     timeout: Duration,
+    health: &CustomHealth,
     stopped: &(dyn Fn() -> bool + Send + Sync),
 ) {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -257,7 +267,7 @@ pub async fn finish(
             .iter_mut()
             .filter(|r| r.result.phase == HookPhase::Running)
         {
-            match observe(dest, run).await {
+            match observe(dest, run, health).await {
                 Some((ok, message)) => {
                     run.result.phase = if ok {
                         HookPhase::Succeeded
@@ -314,10 +324,14 @@ pub async fn finish(
 
 /// How the run's object is now: finished (and how), or not yet. An object gone before
 /// it finished is a failure.
-async fn observe(dest: &Destination, run: &HookRun) -> Option<(bool, String)> {
+async fn observe(
+    dest: &Destination,
+    run: &HookRun,
+    health: &CustomHealth,
+) -> Option<(bool, String)> {
     let api = dest.api_for(&run.api_version, &run.object).await.ok()?;
     match api.get_opt(&run.object.name).await {
-        Ok(Some(o)) => finished(&serde_json::to_value(o).unwrap_or_default()),
+        Ok(Some(o)) => finished(&serde_json::to_value(o).unwrap_or_default(), health),
         Ok(None) => Some((false, "deleted before it finished".into())),
         Err(_) => None,
     }
@@ -420,17 +434,52 @@ mod tests {
 
     #[test]
     fn pods_and_jobs_finish_by_their_status() {
+        let none = CustomHealth::none();
         let pod = |phase: &str| {
             json!({"kind": "Pod", "status": {"phase": phase, "containerStatuses": [
             {"name": "main", "state": {"terminated": {"exitCode": 1}}}]}})
         };
-        assert_eq!(finished(&pod("Running")), None);
-        assert_eq!(finished(&pod("Succeeded")), Some((true, String::new())));
+        assert_eq!(finished(&pod("Running"), none), None);
         assert_eq!(
-            finished(&pod("Failed")),
+            finished(&pod("Succeeded"), none),
+            Some((true, String::new()))
+        );
+        assert_eq!(
+            finished(&pod("Failed"), none),
             Some((false, "container \"main\" failed with exit code 1".into()))
         );
         let job = json!({"kind": "Job", "status": {"conditions": [{"type": "Failed", "status": "True", "message": "backoff"}]}});
-        assert_eq!(finished(&job), Some((false, "backoff".into())));
+        assert_eq!(finished(&job, none), Some((false, "backoff".into())));
+    }
+
+    #[test]
+    fn a_custom_rule_for_a_hook_kind_decides_when_it_finished() {
+        let rules = CustomHealth::from_yaml(
+            "- apiVersion: batch/v1\n  kind: Job\n  current: status.?succeeded.orValue(0) > 0\n  failed: status.?failed.orValue(0) > 2\n  message: \"'failed ' + string(status.?failed.orValue(0)) + ' times'\"\n",
+            "rules.yaml",
+        )
+        .unwrap();
+        let job =
+            |status: Value| json!({"apiVersion": "batch/v1", "kind": "Job", "status": status});
+        // no Complete condition, yet the rule says it succeeded (with the rule's message)
+        assert_eq!(
+            finished(&job(json!({"succeeded": 1})), &rules),
+            Some((true, "failed 0 times".into()))
+        );
+        assert_eq!(
+            finished(&job(json!({"failed": 1})), &rules),
+            None,
+            "still retrying"
+        );
+        assert_eq!(
+            finished(&job(json!({"failed": 3})), &rules),
+            Some((false, "failed 3 times".into()))
+        );
+        let pod = json!({"kind": "Pod", "status": {"phase": "Succeeded"}});
+        assert_eq!(
+            finished(&pod, &rules),
+            Some((true, String::new())),
+            "no rule for Pods"
+        );
     }
 }

@@ -33,9 +33,10 @@ use futures::{StreamExt, stream};
 pub use apply::{LAST_APPLIED_ANNOTATION, Method};
 pub use hooks::{HOOK_FINALIZER, HOOK_OF_LABEL, HookRun};
 pub use order::{Step, Target, Task, kind_rank, steps, tasks};
-pub use wait::{WaitError, health_of, wait_healthy};
+pub use wait::{WaitError, health_of, health_of_with, wait_healthy};
 
 use crate::destination::Destination;
+use crate::health::CustomHealth;
 use crate::inventory::{Inventory, InventoryError, InventoryStore};
 use crate::plan::{self, Plan, PlanError, PlanOptions, api_error_message};
 use crate::render::DesiredObject;
@@ -113,6 +114,9 @@ pub struct SyncOptions {
     pub stop: Option<StopSignal>,
     /// Told about progress.
     pub progress: Option<ProgressFn>,
+    /// Custom health rules, taking precedence over the built-in ones for their kinds
+    /// when the sync judges what it applied and its hooks (default: none).
+    pub health: Arc<CustomHealth>,
 }
 
 impl SyncOptions {
@@ -132,6 +136,7 @@ impl SyncOptions {
             namespace_metadata: NamespaceMetadata::default(),
             stop: None,
             progress: None,
+            health: Arc::default(),
         }
     }
 
@@ -633,7 +638,14 @@ impl Run<'_> {
         if !self.opts.dry_run && !runs.is_empty() {
             let stop = self.opts.stop.clone();
             let stopped = move || stop.as_ref().is_some_and(|s| s());
-            hooks::finish(self.dest, &mut runs, self.opts.timeout, &stopped).await;
+            hooks::finish(
+                self.dest,
+                &mut runs,
+                self.opts.timeout,
+                &self.opts.health,
+                &stopped,
+            )
+            .await;
         }
         let mut failure = None;
         for run in runs {
@@ -769,7 +781,7 @@ async fn wait_for(
         })
         .collect();
     let progress = opts.progress.clone();
-    let result = wait::wait_healthy(dest, &targets, opts.timeout, move |pending| {
+    let result = wait::wait_healthy(dest, &targets, opts.timeout, &opts.health, move |pending| {
         if let Some(p) = &progress {
             p(&Progress::Waiting(pending.to_vec()));
         }

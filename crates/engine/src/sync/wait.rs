@@ -8,7 +8,7 @@ use capstan_core::{Health, HealthState, ObjectRef};
 use futures::{StreamExt, stream};
 
 use crate::destination::Destination;
-use crate::health;
+use crate::health::{self, CustomHealth};
 
 /// Objects that did not become healthy.
 #[derive(Debug, thiserror::Error)]
@@ -44,14 +44,27 @@ fn describe(unhealthy: &[(ObjectRef, Health)], timed_out: &bool) -> String {
     format!("{head}: {}", lines.join("; "))
 }
 
-/// The health of one object as it is now (Missing when absent).
+/// The health of one object as it is now, by the built-in rules (Missing when absent).
 pub async fn health_of(dest: &Destination, api_version: &str, id: &ObjectRef) -> Health {
+    health_of_with(dest, api_version, id, CustomHealth::none()).await
+}
+
+/// The health of one object as it is now, the `custom` rules taking precedence over the
+/// built-in ones for their kinds (Missing when absent).
+pub async fn health_of_with(
+    dest: &Destination,
+    api_version: &str,
+    id: &ObjectRef,
+    custom: &CustomHealth,
+) -> Health {
     let api = match dest.api_for(api_version, id).await {
         Ok(api) => api,
         Err(e) => return Health::new(HealthState::Missing, e.to_string()),
     };
     match api.get_opt(&id.name).await {
-        Ok(Some(obj)) => health::assess(&serde_json::to_value(obj).unwrap_or_default()),
+        Ok(Some(obj)) => {
+            health::assess_with(&serde_json::to_value(obj).unwrap_or_default(), custom)
+        }
         Ok(None) => Health::new(HealthState::Missing, "not found in the cluster"),
         Err(e) => Health::new(HealthState::Unknown, format!("reading it failed: {e}")),
     }
@@ -62,6 +75,7 @@ pub async fn wait_healthy(
     dest: &Destination,
     objects: &[(String, ObjectRef)],
     timeout: Duration,
+    custom: &CustomHealth,
     mut on_pending: impl FnMut(&[(ObjectRef, Health)]),
 ) -> Result<Vec<(ObjectRef, Health)>, WaitError> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -69,7 +83,7 @@ pub async fn wait_healthy(
     loop {
         let all: Vec<(ObjectRef, Health)> = stream::iter(objects.iter().cloned())
             .map(|(v, id)| async move {
-                let h = health_of(dest, &v, &id).await;
+                let h = health_of_with(dest, &v, &id, custom).await;
                 (id, h)
             })
             .buffered(16)

@@ -1,8 +1,7 @@
 //! Checks of an Argo CD or Flux source against its repository, when a local copy is known
 //! (`--repo-dir`, `--repo-map` to a local path, or a local `repoURL`): the path
-//! exists at the revision; Jsonnet files (which Argo CD renders and Capstan's directory
-//! renderer does not); subdirectories Argo CD would not read; and child Applications
-//! of an app-of-apps, which need importing too.
+//! exists at the revision; subdirectories Argo CD would not read; and child
+//! Applications of an app-of-apps, which need importing too.
 
 use std::path::{Path, PathBuf};
 
@@ -85,27 +84,10 @@ pub(crate) fn source(
     let mut files = Vec::new();
     walk(&dir, 6, &mut files);
     if kind == RendererKind::Directory {
-        let jsonnet: Vec<String> = files
-            .iter()
-            .filter(|f| {
-                f.extension()
-                    .is_some_and(|e| e == "jsonnet" || e == "libsonnet")
-            })
-            .map(|f| rel(&dir, f))
-            .collect();
-        if !jsonnet.is_empty() {
-            doc.warn(
-                fields.path,
-                format!(
-                    "{path} holds Jsonnet ({}): Argo CD renders it, Capstan's directory renderer reads YAML and JSON only (source.directory.jsonnet is not in this Capstan's Application schema)",
-                    list(&jsonnet)
-                ),
-            );
-        }
         let nested = files.iter().any(|f| {
             f.parent() != Some(dir.as_path())
                 && f.extension()
-                    .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+                    .is_some_and(|e| e == "yaml" || e == "yml" || e == "json" || e == "jsonnet")
         });
         if fields.top_level_only && src.directory.is_none() && nested {
             // Argo CD reads only the top level of a directory unless told to recurse.
