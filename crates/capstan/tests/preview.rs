@@ -366,3 +366,112 @@ fn nothing_changed_is_exit_zero_and_an_unknown_revision_is_an_error() {
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("no-such-branch"), "{stderr}");
 }
+
+fn conformance() -> Option<std::path::PathBuf> {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/repos");
+    if dir.join("README.md").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but the conformance data is missing at {}",
+        dir.display()
+    );
+    eprintln!(
+        "conformance data not found at {}: the example repository was not previewed",
+        dir.display()
+    );
+    None
+}
+
+/// Commit every file of `from` (below `rel`) into `repo`.
+fn copy_into(repo: &TestRepo, from: &std::path::Path, rel: &std::path::Path) {
+    for entry in std::fs::read_dir(from.join(rel)).unwrap() {
+        let entry = entry.unwrap();
+        let r = rel.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_into(repo, from, &r);
+        } else {
+            repo.write(&r, std::fs::read(entry.path()).unwrap());
+        }
+    }
+}
+
+#[test]
+fn argocd_example_apps_the_app_of_apps_chart_no_application_points_to_is_rendered() {
+    let Some(snapshot) = conformance() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let repo = TestRepo::create(root.path(), "argocd-example-apps.git");
+    copy_into(
+        &repo,
+        &snapshot.join("argocd-example-apps"),
+        std::path::Path::new(""),
+    );
+    let base = repo.commit("snapshot");
+    // a values change of one app, and a new child in the app-of-apps' values
+    let values =
+        std::fs::read_to_string(repo.work_path().join("helm-guestbook/values.yaml")).unwrap();
+    repo.write(
+        "helm-guestbook/values.yaml",
+        values.replace("replicaCount: 1", "replicaCount: 2"),
+    );
+    let apps = std::fs::read_to_string(repo.work_path().join("apps/values.yaml")).unwrap();
+    repo.write(
+        "apps/values.yaml",
+        apps.replace(
+            "  - name: sync-waves\n",
+            "  - name: sync-waves\n  - name: guestbook-copy\n    path: guestbook\n",
+        ),
+    );
+    let head = repo.commit("head");
+    let bare = repo.bare_path().display().to_string();
+    let out = capstan(
+        &[
+            "diff",
+            "--repo",
+            &bare,
+            "--repo-alias",
+            "https://github.com/argoproj/argocd-example-apps",
+            "--from",
+            &base,
+            "--to",
+            &head,
+            "--all",
+            "-o",
+            "json",
+        ],
+        cache.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        report["applications"].as_array().unwrap().len(),
+        15,
+        "{report:#}"
+    );
+    let helm = find(&report, "example.helm-guestbook");
+    assert_eq!(helm["status"], "changed", "{helm:#}");
+    assert!(reasons(helm).contains("helm-guestbook/values.yaml changed"));
+    assert_eq!(
+        helm["parent"],
+        "the chart apps/ (no Application points to it)"
+    );
+    assert_eq!(find(&report, "example.guestbook-copy")["status"], "new");
+    for quiet in [
+        "example.guestbook",
+        "example.sock-shop",
+        "example.kustomize-guestbook",
+    ] {
+        assert_eq!(find(&report, quiet)["rendered"], false, "{quiet}");
+    }
+}

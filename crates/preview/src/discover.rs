@@ -6,7 +6,8 @@
 //! HelmReleases with their sources — are converted by it. An Application whose path
 //! defines Applications itself (an app-of-apps: a chart of Argo CD Applications, a
 //! directory of Capstan ones) is rendered, and the Applications it renders are found
-//! the same way, down to a few levels.
+//! the same way, down to a few levels; so is a Helm chart of Applications that no
+//! Application points to (the root of an app-of-apps is often made by hand).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -86,6 +87,7 @@ pub(crate) async fn discover(root: &Path, revision: &Revision, ctx: &Context<'_>
     let (manifests, unreadable) = read_tree(root);
     d.broken.extend(unreadable);
     add(&mut d, &manifests, &opts, None, 0);
+    orphan_charts(&mut d, root, revision, ctx, &opts).await;
     let mut i = 0;
     while i < d.found.len() {
         let (parent, depth) = (d.found[i].app.name_any(), d.found[i].depth);
@@ -124,6 +126,72 @@ pub(crate) async fn discover(root: &Path, revision: &Revision, ctx: &Context<'_>
         }
     }
     d
+}
+
+/// Helm charts of Applications that no Application points to (the root of an
+/// app-of-apps is often created by hand, as `argocd app create`): rendered with their
+/// default values, so the Applications they define are found too.
+async fn orphan_charts(
+    d: &mut Discovered,
+    root: &Path,
+    revision: &Revision,
+    ctx: &Context<'_>,
+    opts: &ImportOptions,
+) {
+    let mut charts = Vec::new();
+    chart_dirs(root, root, &mut charts);
+    charts.sort();
+    let pointed: BTreeSet<String> = d
+        .found
+        .iter()
+        .filter_map(|f| render::plan(&f.app, ctx.repo, ctx.tools).ok())
+        .flat_map(|p| {
+            p.sources
+                .into_iter()
+                .map(|s| s.path.trim_matches('/').to_string())
+        })
+        .collect();
+    for chart in charts {
+        if pointed.contains(&chart) || !capstan_import::mentions_applications(&root.join(&chart)) {
+            continue;
+        }
+        let name = chart.rsplit('/').next().unwrap_or(&chart).to_string();
+        let plan = render::chart_plan(&chart, &name, ctx.tools);
+        let parent = format!("the chart {chart}/ (no Application points to it)");
+        match render::render(&plan, root, revision).await {
+            Ok(objects) => {
+                let children: Vec<Manifest> = objects
+                    .into_iter()
+                    .filter(|o| capstan_import::is_import_kind(&ObjectId::of(&o.object)))
+                    .map(|o| Manifest::new(o.origin.file, o.origin.document, o.object))
+                    .collect();
+                add(d, &children, opts, Some(&parent), 1);
+            }
+            Err(e) => d.broken.push(Broken {
+                key: (String::new(), format!("{chart}/")),
+                defined_by: parent,
+                message: e,
+            }),
+        }
+    }
+}
+
+/// Directories below `dir` holding a `Chart.yaml`, relative to `root`.
+fn chart_dirs(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    if dir.join("Chart.yaml").is_file() {
+        out.push(dir.strip_prefix(root).unwrap_or(dir).display().to_string());
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with('.')
+            && e.file_type().is_ok_and(|t| t.is_dir())
+        {
+            chart_dirs(root, &e.path(), out);
+        }
+    }
 }
 
 /// Import `manifests` into `d`; an Application already found (by namespace and name)

@@ -170,6 +170,27 @@ pub(crate) fn plan(app: &Application, repo: &SelfRepo, tools: &Tools) -> Result<
     })
 }
 
+/// How to render the chart at `path` with its default values, as release `name` in
+/// the namespace `default`.
+pub(crate) fn chart_plan(path: &str, name: &str, tools: &Tools) -> Plan {
+    let mut opts = RenderOptions {
+        renderer: Some(render::RendererKind::Helm),
+        ..Default::default()
+    };
+    opts.helm.release_name = Some(name.to_string());
+    opts.helm.binary = tools.helm.clone();
+    opts.helm.timeout = tools.timeout;
+    Plan {
+        sources: vec![RenderSource {
+            at: format!("the chart {path}/"),
+            path: path.to_string(),
+            opts,
+        }],
+        namespace: "default".into(),
+        notes: Vec::new(),
+    }
+}
+
 /// Render `plan` from the tree at `root` (revision `revision`).
 pub(crate) async fn render(
     plan: &Plan,

@@ -164,7 +164,11 @@ fn markdown(r: &Report) -> String {
         ));
         out.push_str(&format!("Defined by {}.", a.defined_by));
         if let Some(p) = &a.parent {
-            out.push_str(&format!(" Rendered by the Application `{p}`."));
+            if p.starts_with("the chart ") {
+                out.push_str(&format!(" Rendered from {p}."));
+            } else {
+                out.push_str(&format!(" Rendered by the Application `{p}`."));
+            }
         }
         out.push_str("\n\n");
         if let Some(e) = &a.error {
