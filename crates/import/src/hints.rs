@@ -147,10 +147,6 @@ const HINTS: &[(&str, &str)] = &[
         "Capstan assesses the health of every object it applies; the list is left out",
     ),
     (
-        "spec.healthCheckExprs",
-        "custom health expressions have no Capstan equivalent; left out",
-    ),
-    (
         "spec.retryInterval",
         "Capstan retries failed syncs with exponential backoff (syncPolicy.retry); left out",
     ),

@@ -627,6 +627,12 @@ spec:
   suspend: true
   postBuild:
     substitute: {cluster: prod}
+  healthCheckExprs:
+  - apiVersion: example.com/v1
+    kind: Database
+    inProgress: "status.phase == 'Creating'"
+    failed: "status.phase == 'Failed'"
+    current: "status.phase == 'Ready'"
 "#;
 
 #[test]
