@@ -6,8 +6,9 @@
 //! on loopback serving the snapshot. Charts on the internet: podinfo's is replaced by
 //! a stand-in of the same name in a chart repository on loopback (`--repo-map`), and
 //! syncs; cert-manager's and envoy-gateway's OCI charts are only validated by the API
-//! server (a server-side dry run of their Applications). Flux's and cert-manager's
-//! controllers do not run: the test marks their objects Ready, as they would.
+//! server (a server-side dry run of their Applications). Flux's, cert-manager's and
+//! the Gateway API's controllers do not run: a capstan-health rule makes their objects
+//! healthy once applied.
 //!
 //! The snapshots are data-only copies in ../shared/conformance/repos (see its README);
 //! each test turns one into a Git repository of its own. When CI is set they must
@@ -418,88 +419,6 @@ fn argocd_example_apps_app_of_apps_imports_applies_and_syncs() {
     ]);
 }
 
-/// Marks every object of some kinds Ready, as their controllers would, until dropped.
-struct Ready {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Ready {
-    fn mark(cluster: &TestCluster, kinds: &str) -> Ready {
-        use std::sync::atomic::Ordering;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (kubeconfig, home) = (
-            cluster.kubeconfig_path().to_path_buf(),
-            cluster.dir().to_path_buf(),
-        );
-        let (kinds, flag) = (kinds.to_string(), stop.clone());
-        let kubectl = move |args: &[&str]| {
-            let mut cmd = Command::new("kubectl");
-            cmd.arg("--kubeconfig")
-                .arg(&kubeconfig)
-                .env("HOME", &home)
-                .args(args);
-            capstan_testkit::process::run(cmd, None, Duration::from_secs(30))
-        };
-        let thread = std::thread::spawn(move || {
-            let ready = r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"Succeeded","message":"marked Ready by the test","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#;
-            while !flag.load(Ordering::SeqCst) {
-                let list = kubectl(&["get", &kinds, "-A", "-o", "json"]);
-                let list: Value = serde_json::from_slice(&list.stdout).unwrap_or(Value::Null);
-                for o in list["items"].as_array().into_iter().flatten() {
-                    if o.pointer("/status/conditions").is_some() {
-                        continue;
-                    }
-                    let kind = format!(
-                        "{}.{}",
-                        o["kind"].as_str().unwrap_or_default().to_lowercase(),
-                        o["apiVersion"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .split('/')
-                            .next()
-                            .unwrap_or_default()
-                    );
-                    let name = format!(
-                        "{kind}/{}",
-                        o["metadata"]["name"].as_str().unwrap_or_default()
-                    );
-                    let mut args = vec![
-                        "patch",
-                        &name,
-                        "--subresource=status",
-                        "--type=merge",
-                        "-p",
-                        ready,
-                    ];
-                    let ns = o["metadata"]["namespace"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    if !ns.is_empty() {
-                        args.extend(["-n", &ns]);
-                    }
-                    kubectl(&args);
-                }
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        });
-        Ready {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Ready {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Flux's CRDs, as `flux install` would put them (schemas left open), and those of the
 /// cert-manager and Gateway API objects the example's infrastructure holds.
 fn foreign_crds() -> String {
@@ -770,13 +689,6 @@ fn flux2_kustomize_helm_example_imports_applies_and_syncs() {
 
     // the three Kustomizations sync from the git server in their dependsOn order, and
     // podinfo from the stand-in chart repository
-    // No Flux or cert-manager runs here: their objects would never become Ready, and
-    // Capstan judges them by their Ready condition (so infra-configs would wait for
-    // infra-controllers forever). The test plays their controllers.
-    let _controllers = Ready::mark(
-        &e.cluster,
-        "helmreleases.helm.toolkit.fluxcd.io,ocirepositories.source.toolkit.fluxcd.io,helmrepositories.source.toolkit.fluxcd.io,clusterissuers.cert-manager.io",
-    );
     let _controller = e.controller();
     e.synced(
         &["infra-controllers", "infra-configs", "apps", "podinfo"],
