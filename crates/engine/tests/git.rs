@@ -628,3 +628,47 @@ fn two_caches_over_one_directory_share_the_repository_of_a_url() {
         "credentials in the URL are not part of the key"
     );
 }
+
+#[test]
+fn changed_paths_are_what_git_diff_name_only_lists() {
+    let root = tempfile::tempdir().unwrap();
+    let repo = TestRepo::create(root.path(), "diff.git");
+    repo.write("apps/web/deploy.yaml", CONFIGMAP);
+    repo.write("apps/web/values.yaml", "a: 1\n");
+    repo.write("apps/db/cm.yaml", CONFIGMAP);
+    repo.write("base/common.yaml", CONFIGMAP);
+    repo.write("old/gone.yaml", CONFIGMAP);
+    repo.write("README.md", "x\n");
+    let first = repo.commit("first");
+    repo.write("apps/web/values.yaml", "a: 2\n");
+    repo.remove("old");
+    repo.write("apps/new/cm.yaml", CONFIGMAP);
+    repo.remove("base");
+    repo.write("base", "now a file\n");
+    let second = repo.commit("second");
+
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = GitCache::new(cache_dir.path());
+    let src = GitSource::new(repo.file_url());
+    cache.fetch(&src).unwrap();
+    let (a, b) = (
+        cache.resolve(&src, &first).unwrap(),
+        cache.resolve(&src, &second).unwrap(),
+    );
+    let changed = cache.changed_paths(&src, &a, &b).unwrap();
+    let git = repo.git(&["diff", "--no-renames", "--name-only", &first, &second]);
+    let mut expected: Vec<&str> = git.lines().collect();
+    expected.sort();
+    assert_eq!(changed, expected);
+    assert_eq!(
+        changed,
+        [
+            "apps/new/cm.yaml",
+            "apps/web/values.yaml",
+            "base",
+            "base/common.yaml",
+            "old/gone.yaml"
+        ]
+    );
+    assert!(cache.changed_paths(&src, &b, &b).unwrap().is_empty());
+}

@@ -9,10 +9,6 @@ const HINTS: &[(&str, &str)] = &[
         "Config Management Plugins have no Capstan equivalent; left out: the path is rendered as plain manifests, Kustomize or Helm, whichever its files call for",
     ),
     (
-        "source.directory.jsonnet",
-        "Jsonnet options are not in this Capstan's Application schema (source.directory.jsonnet); left out",
-    ),
-    (
         "source.helm.fileParameters",
         "Helm --set-file values have no Capstan equivalent; left out (put the file's content in helm.values)",
     ),
@@ -149,10 +145,6 @@ const HINTS: &[(&str, &str)] = &[
     (
         "spec.healthChecks",
         "Capstan assesses the health of every object it applies; the list is left out",
-    ),
-    (
-        "spec.healthCheckExprs",
-        "custom health expressions have no Capstan equivalent; left out",
     ),
     (
         "spec.retryInterval",

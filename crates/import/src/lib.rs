@@ -82,6 +82,18 @@ impl Default for ImportOptions {
     }
 }
 
+/// Whether an object is of a kind import reads (Argo CD's, Flux's, Capstan's own
+/// Applications), so that a caller scanning a whole repository can pass only those.
+pub fn is_import_kind(id: &ObjectId) -> bool {
+    !matches!(Kind::of(id), Kind::Other | Kind::Secret)
+}
+
+/// Whether the files below `dir` (manifests, templates) define Argo CD or Flux
+/// Applications, or Capstan's: the directory is an app-of-apps. A text scan, no render.
+pub fn mentions_applications(dir: &std::path::Path) -> bool {
+    argo::inspect::mentions_applications(dir)
+}
+
 /// The kinds import reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {

@@ -149,6 +149,18 @@ pub enum ImportError {
     },
 }
 
+impl ImportError {
+    /// The input object the error is about, when it is about one (not a whole file).
+    pub fn at(&self) -> Option<&At> {
+        match self {
+            ImportError::Invalid { at, .. }
+            | ImportError::MissingReference { at, .. }
+            | ImportError::Repository { at, .. } => Some(at),
+            ImportError::Read { .. } | ImportError::Parse { .. } => None,
+        }
+    }
+}
+
 /// The result of an import: what was made, and what the user must know about it.
 #[derive(Debug, Default)]
 pub struct Outcome {

@@ -178,7 +178,6 @@ spec:
     repoURL: https://git.example.com/env.git
     path: apps/kust
     kustomize: {namePrefix: prod-, images: ['nginx:1.27']}
-    directory: {jsonnet: {extVars: [{name: a, value: b}]}}
   destination: {name: staging}
 ---
 apiVersion: argoproj.io/v1alpha1
@@ -218,11 +217,6 @@ spec:
         "{kust:?}"
     );
     assert!(
-        kust.iter()
-            .any(|w| w.starts_with("spec.source.directory.jsonnet.extVars")),
-        "{kust:?}"
-    );
-    assert!(
         kust.iter().any(|w| w.starts_with("spec.destination.name")),
         "{kust:?}"
     );
@@ -235,6 +229,52 @@ spec:
     assert!(
         project[0].contains("no Capstan equivalent yet"),
         "{project:?}"
+    );
+}
+
+#[test]
+fn jsonnet_settings_map_field_by_field() {
+    let out = run(r#"
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: jsonnet-guestbook-tla, namespace: argocd}
+spec:
+  source:
+    repoURL: https://github.com/argoproj/argocd-example-apps
+    path: jsonnet-guestbook-tla
+    directory:
+      recurse: true
+      jsonnet:
+        libs: [vendor]
+        extVars: [{name: env, value: prod}]
+        tlas:
+        - {name: replicas, value: "3", code: true}
+        - {name: image, value: gcr.io/heptio-images/ks-guestbook-demo:0.1}
+  destination: {namespace: guestbook}
+"#);
+    assert!(out.errors.is_empty(), "{:?}", errors(&out));
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    assert_eq!(
+        json(&out, 0)["spec"]["source"]["directory"]["jsonnet"],
+        serde_json::json!({
+            "extVars": [{"name": "env", "value": "prod"}],
+            "tlas": [
+                {"name": "replicas", "value": "3", "code": true},
+                {"name": "image", "value": "gcr.io/heptio-images/ks-guestbook-demo:0.1"}
+            ],
+            "libs": ["vendor"]
+        })
+    );
+    // an empty `jsonnet: {}`, as `kubectl get -o yaml` of an Argo CD Application shows
+    // it, is no setting and no warning
+    let out = run(
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: d, namespace: argocd}\nspec:\n  source: {repoURL: 'https://x', path: d, directory: {recurse: true, jsonnet: {}}}\n",
+    );
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    assert!(
+        json(&out, 0)["spec"]["source"]["directory"]
+            .get("jsonnet")
+            .is_none()
     );
 }
 
@@ -587,6 +627,12 @@ spec:
   suspend: true
   postBuild:
     substitute: {cluster: prod}
+  healthCheckExprs:
+  - apiVersion: example.com/v1
+    kind: Database
+    inProgress: "status.phase == 'Creating'"
+    failed: "status.phase == 'Failed'"
+    current: "status.phase == 'Ready'"
 "#;
 
 #[test]

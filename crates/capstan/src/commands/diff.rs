@@ -32,6 +32,16 @@ pub struct DiffCommand {
     /// The new revision.
     #[arg(long, value_name = "REV", requires_all = ["from", "repo"])]
     to: Option<String>,
+    /// Preview the whole repository between --from and --to: every Application it
+    /// defines (Capstan's, Argo CD's and Flux's, app-of-apps included), those whose
+    /// inputs changed rendered at both revisions, one report (-o markdown for a pull
+    /// request). --path and the renderer flags other than the binaries do not apply.
+    #[arg(long, requires_all = ["from", "to"])]
+    all: bool,
+    /// With --all: another URL the Applications use for this repository (its URL on
+    /// the Git host, when --repo is a mirror or a local path); repeatable.
+    #[arg(long = "repo-alias", value_name = "URL", requires = "all")]
+    repo_aliases: Vec<String>,
     /// Namespace for namespaced objects that name none.
     #[arg(long, short = 'n', default_value = "default")]
     namespace: String,
@@ -58,6 +68,9 @@ struct Item {
 }
 
 pub async fn run(args: DiffCommand) -> anyhow::Result<ExitCode> {
+    if let (true, Some(from), Some(to)) = (args.all, &args.from, &args.to) {
+        return super::preview::run(&args.source, from, to, &args.repo_aliases, args.output).await;
+    }
     let (items, title) = match (&args.from, &args.to, &args.app) {
         (Some(from), Some(to), _) => revisions(&args, from, to).await?,
         (None, None, Some(app)) => cluster(&args, app).await?,

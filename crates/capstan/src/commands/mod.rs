@@ -8,6 +8,7 @@ pub mod diff;
 pub mod health;
 pub mod images;
 pub mod import;
+pub mod preview;
 pub mod promote;
 pub mod render;
 pub mod revert;

@@ -37,7 +37,7 @@ use kube::{Resource, ResourceExt};
 pub use finalize::{DELETE_HOOKS_FINALIZER, DELETE_RESOURCES_FINALIZER, finalize};
 pub use memory::AppMemory;
 pub use request::{REFRESH_ANNOTATION, SYNC_ANNOTATION, SyncRequest, Trigger};
-pub use spec::interval;
+pub use spec::{destination_namespace, interval, source_render_options};
 
 use crate::crd::{Application, ApplicationStatus, Condition, SyncStatus};
 use crate::{Context, now};

@@ -136,7 +136,7 @@ pub(super) fn backoff(failures: u32, default_max: Duration, app: &Application) -
 }
 
 /// The namespace an Application's namespaced objects go to by default.
-pub(super) fn destination_namespace(app: &Application) -> String {
+pub fn destination_namespace(app: &Application) -> String {
     app.spec
         .destination
         .namespace
@@ -150,7 +150,7 @@ pub(super) fn render_options(app: &Application, namespace: &str) -> RenderOption
 }
 
 /// The renderer options one source asks for.
-pub(super) fn source_render_options(
+pub fn source_render_options(
     app: &Application,
     src: &crate::crd::SourceSpec,
     namespace: &str,

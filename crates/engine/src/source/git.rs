@@ -474,6 +474,108 @@ impl GitCache {
     }
 }
 
+impl GitCache {
+    /// The paths (files and links, `/`-separated, from the repository root) whose
+    /// content or mode differs between the trees of two commits, or that exist in one
+    /// only — `git diff --name-only FROM TO`, sorted. Subtrees with the same id are
+    /// not read.
+    pub fn changed_paths(
+        &self,
+        src: &GitSource,
+        from: &Revision,
+        to: &Revision,
+    ) -> Result<Vec<String>, GitError> {
+        let repo = self.open(src)?;
+        let url = src.display_url();
+        let tree_of = |rev: &Revision| -> Result<gix::ObjectId, GitError> {
+            let read_err = |e: &dyn std::fmt::Display| GitError::Read {
+                url: url.clone(),
+                what: format!("commit {}", rev.id),
+                source: e.to_string().into(),
+            };
+            let id = gix::ObjectId::from_hex(rev.id.as_bytes()).map_err(|e| read_err(&e))?;
+            let commit = repo.find_commit(id).map_err(|e| read_err(&e))?;
+            Ok(commit.tree_id().map_err(|e| read_err(&e))?.detach())
+        };
+        let (a, b) = (tree_of(from)?, tree_of(to)?);
+        let mut out = Vec::new();
+        diff_trees(&repo, Some(a), Some(b), "", &url, &mut out)?;
+        out.sort();
+        Ok(out)
+    }
+}
+
+type TreeEntries = std::collections::BTreeMap<String, (gix::objs::tree::EntryMode, gix::ObjectId)>;
+
+fn tree_entries(
+    repo: &gix::Repository,
+    id: Option<gix::ObjectId>,
+    url: &str,
+) -> Result<TreeEntries, GitError> {
+    let Some(id) = id else {
+        return Ok(TreeEntries::new());
+    };
+    let read_err = |e: &dyn std::fmt::Display| GitError::Read {
+        url: url.to_string(),
+        what: format!("tree {id}"),
+        source: e.to_string().into(),
+    };
+    let tree = repo.find_tree(id).map_err(|e| read_err(&e))?;
+    Ok(tree
+        .decode()
+        .map_err(|e| read_err(&e))?
+        .entries
+        .iter()
+        .map(|e| {
+            (
+                e.filename.to_str_lossy().into_owned(),
+                (e.mode, e.oid.to_owned()),
+            )
+        })
+        .collect())
+}
+
+/// Append the paths that differ between two trees (either may be absent).
+fn diff_trees(
+    repo: &gix::Repository,
+    a: Option<gix::ObjectId>,
+    b: Option<gix::ObjectId>,
+    prefix: &str,
+    url: &str,
+    out: &mut Vec<String>,
+) -> Result<(), GitError> {
+    if a == b {
+        return Ok(());
+    }
+    let (ea, eb) = (tree_entries(repo, a, url)?, tree_entries(repo, b, url)?);
+    let names: std::collections::BTreeSet<&String> = ea.keys().chain(eb.keys()).collect();
+    for name in names {
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let (x, y) = (ea.get(name), eb.get(name));
+        if x == y {
+            continue;
+        }
+        let tree = |e: Option<&(gix::objs::tree::EntryMode, gix::ObjectId)>| {
+            e.filter(|(m, _)| m.is_tree()).map(|(_, id)| *id)
+        };
+        let file = |e: Option<&(gix::objs::tree::EntryMode, gix::ObjectId)>| {
+            e.is_some_and(|(m, _)| !m.is_tree())
+        };
+        let (ta, tb) = (tree(x), tree(y));
+        if ta.is_some() || tb.is_some() {
+            diff_trees(repo, ta, tb, &path, url, out)?;
+        }
+        if file(x) || file(y) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
 /// Failure to produce a checkout: Git, or a path that leaves the repository.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {

@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `source` / `sources[]` (repoURL, targetRevision, path, chart, ref) | the same |
 //! | `source.helm` valueFiles (relative to the path), values, valuesObject, parameters, releaseName | `source.helm`, values files relative to the repository root |
-//! | `source.directory` include, exclude, recurse | `source.directory` (no recurse: `exclude: ["*/*"]`) |
+//! | `source.directory` include, exclude, recurse, jsonnet (extVars, tlas, libs) | `source.directory` (no recurse: `exclude: ["*/*"]`) |
 //! | `source.kustomize` | `source.kustomize: {}` (forces Kustomize; its overrides warn) |
 //! | `destination.namespace` | `destination.namespace` (`server`/`name` other than in-cluster warn) |
 //! | `syncPolicy` automated (prune, selfHeal, allowEmpty, enabled), syncOptions, retry, managedNamespaceMetadata | `syncPolicy` (`CreateNamespace=true` also sets `createNamespace`) |
@@ -16,7 +16,8 @@ use std::path::{Component, Path};
 
 use capstan_controller::crd::{
     Application, ApplicationSpec, Automated, DirectorySpec, HelmParameter, HelmSpec,
-    IgnoreDifference, KustomizeSpec, ManagedNamespaceMetadata, RetryPolicy, SourceSpec,
+    IgnoreDifference, JsonnetSpec, JsonnetVarSpec, KustomizeSpec, ManagedNamespaceMetadata,
+    RetryPolicy, SourceSpec,
 };
 use capstan_core::SyncOptionSet;
 
@@ -139,17 +140,37 @@ fn directory(doc: &mut Doc, at: &str) -> Result<Option<DirectorySpec>, ImportErr
         // Argo CD reads only the top level of a directory unless told to recurse.
         dir.exclude.push("*/*".into());
     }
-    let jsonnet = f("jsonnet");
-    let empty = |k: &str| {
-        doc.peek(&format!("{jsonnet}.{k}")).is_none_or(|v| {
-            v.as_array().is_some_and(|a| a.is_empty())
-                || v.as_object().is_some_and(|o| o.is_empty())
-        })
-    };
-    if ["extVars", "tlas", "libs"].iter().all(|k| empty(k)) {
-        doc.mark(&jsonnet);
-    }
+    dir.jsonnet = jsonnet(doc, &f("jsonnet"))?;
     Ok(Some(dir))
+}
+
+/// `directory.jsonnet`: ext vars, TLAs (`code` for Jsonnet code) and library paths,
+/// spelled the same in Capstan; an empty one is no setting at all.
+fn jsonnet(doc: &mut Doc, at: &str) -> Result<Option<JsonnetSpec>, ImportError> {
+    if doc.map(at)?.is_none() {
+        return Ok(None);
+    }
+    let vars = |field: &str, doc: &mut Doc| -> Result<Vec<JsonnetVarSpec>, ImportError> {
+        let path = format!("{at}.{field}");
+        let items = doc.list(&path)?;
+        let mut out = Vec::new();
+        for i in 0..items.len() {
+            let v = format!("{path}[{i}]");
+            out.push(JsonnetVarSpec {
+                name: doc.required_str(&format!("{v}.name"))?.to_string(),
+                value: doc.text(&format!("{v}.value"))?.unwrap_or_default(),
+                code: doc.bool(&format!("{v}.code"))?.unwrap_or(false),
+            });
+        }
+        Ok(out)
+    };
+    let spec = JsonnetSpec {
+        ext_vars: vars("extVars", doc)?,
+        tlas: vars("tlas", doc)?,
+        libs: doc.strings(&format!("{at}.libs"))?,
+    };
+    let empty = spec.ext_vars.is_empty() && spec.tlas.is_empty() && spec.libs.is_empty();
+    Ok((!empty).then_some(spec))
 }
 
 fn helm(

@@ -1,8 +1,7 @@
 //! Checks of an Argo CD or Flux source against its repository, when a local copy is known
 //! (`--repo-dir`, `--repo-map` to a local path, or a local `repoURL`): the path
-//! exists at the revision; Jsonnet files (which Argo CD renders and Capstan's directory
-//! renderer does not); subdirectories Argo CD would not read; and child Applications
-//! of an app-of-apps, which need importing too.
+//! exists at the revision; subdirectories Argo CD would not read; and child
+//! Applications of an app-of-apps, which need importing too.
 
 use std::path::{Path, PathBuf};
 
@@ -85,27 +84,10 @@ pub(crate) fn source(
     let mut files = Vec::new();
     walk(&dir, 6, &mut files);
     if kind == RendererKind::Directory {
-        let jsonnet: Vec<String> = files
-            .iter()
-            .filter(|f| {
-                f.extension()
-                    .is_some_and(|e| e == "jsonnet" || e == "libsonnet")
-            })
-            .map(|f| rel(&dir, f))
-            .collect();
-        if !jsonnet.is_empty() {
-            doc.warn(
-                fields.path,
-                format!(
-                    "{path} holds Jsonnet ({}): Argo CD renders it, Capstan's directory renderer reads YAML and JSON only (source.directory.jsonnet is not in this Capstan's Application schema)",
-                    list(&jsonnet)
-                ),
-            );
-        }
         let nested = files.iter().any(|f| {
             f.parent() != Some(dir.as_path())
                 && f.extension()
-                    .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+                    .is_some_and(|e| e == "yaml" || e == "yml" || e == "json" || e == "jsonnet")
         });
         if fields.top_level_only && src.directory.is_none() && nested {
             // Argo CD reads only the top level of a directory unless told to recurse.
@@ -117,7 +99,7 @@ pub(crate) fn source(
     }
     let children: Vec<String> = files
         .iter()
-        .filter(|f| defines_applications(f))
+        .filter(|f| defines_applications(f, false))
         .map(|f| rel(&dir, f))
         .collect();
     if !children.is_empty() {
@@ -130,6 +112,13 @@ pub(crate) fn source(
         );
     }
     Ok(())
+}
+
+/// Whether any file below `dir` defines Applications (see [`defines_applications`]).
+pub(crate) fn mentions_applications(dir: &Path) -> bool {
+    let mut files = Vec::new();
+    walk(dir, 6, &mut files);
+    files.iter().any(|f| defines_applications(f, true))
 }
 
 fn rel(dir: &Path, f: &Path) -> String {
@@ -164,8 +153,9 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
 }
 
 /// Whether a manifest (or a template of one) defines an Argo CD Application or
-/// ApplicationSet, or a Flux Kustomization or HelmRelease.
-fn defines_applications(f: &Path) -> bool {
+/// ApplicationSet, a Flux Kustomization or HelmRelease, or (`with_capstan`) a Capstan
+/// Application.
+fn defines_applications(f: &Path, with_capstan: bool) -> bool {
     if !f
         .extension()
         .is_some_and(|e| e == "yaml" || e == "yml" || e == "json" || e == "tpl")
@@ -182,5 +172,7 @@ fn defines_applications(f: &Path) -> bool {
         && (text.contains("kind: Application") || text.contains("\"kind\": \"Application"));
     let flux =
         text.contains("kustomize.toolkit.fluxcd.io/") || text.contains("helm.toolkit.fluxcd.io/");
-    argo || flux
+    let capstan =
+        with_capstan && text.contains("capstan.dev/v1") && text.contains("kind: Application");
+    argo || flux || capstan
 }

@@ -9,12 +9,13 @@
 //! | `targetNamespace` | `destination.namespace` |
 //! | `dependsOn` | `dependsOn` |
 //! | `suspend` (or a suspended source) | `suspend` |
+//! | `healthCheckExprs` | `healthChecks` |
 //! | `postBuild`, `patches`, `images`, `decryption`, … | warnings |
 
 use capstan_controller::crd::{Application, ApplicationSpec, Automated, SourceSpec};
 
 use super::sources::Resolved;
-use super::{credentials, depends_on};
+use super::{credentials, depends_on, health_checks};
 use crate::argo::application::join_in_repo;
 use crate::argo::inspect;
 use crate::fields::Doc;
@@ -121,6 +122,7 @@ pub(crate) fn convert(doc: &mut Doc, ctx: &mut Ctx) -> Result<Option<Draft>, Imp
     // Flux waits for health only with `wait`; Capstan always assesses it, and a
     // dependent Application waits for Healthy either way.
     doc.mark("spec.wait");
+    spec.health_checks = health_checks(doc)?;
     let depends = depends_on(doc, "Kustomization", "kustomize.toolkit.fluxcd.io")?;
     Ok(Some(Draft::new(
         Application {

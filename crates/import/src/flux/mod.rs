@@ -73,6 +73,30 @@ pub(crate) fn credentials(
     name.to_string()
 }
 
+/// `spec.healthCheckExprs` (Flux 2.8): CEL rules per kind, the same shape as the
+/// Application's `healthChecks`.
+pub(crate) fn health_checks(
+    doc: &mut Doc,
+) -> Result<Vec<capstan_controller::crd::HealthCheck>, ImportError> {
+    let items = doc.list("spec.healthCheckExprs")?;
+    let mut out = Vec::new();
+    for i in 0..items.len() {
+        let at = format!("spec.healthCheckExprs[{i}]");
+        let f = |name: &str| format!("{at}.{name}");
+        out.push(capstan_controller::crd::HealthCheck {
+            api_version: Some(doc.required_str(&f("apiVersion"))?.to_string()),
+            group: None,
+            kind: doc.required_str(&f("kind"))?.to_string(),
+            current: doc.required_str(&f("current"))?.to_string(),
+            in_progress: doc.str(&f("inProgress"))?.map(str::to_string),
+            failed: doc.str(&f("failed"))?.map(str::to_string),
+            suspended: None,
+            message: None,
+        });
+    }
+    Ok(out)
+}
+
 /// `spec.dependsOn` of a Flux object: the objects (of `kind`) it waits for.
 pub(crate) fn depends_on(
     doc: &mut Doc,
