@@ -50,7 +50,7 @@
 //!   error. A [`PolicyChoice`] that chooses nothing is an error.
 //!
 //! Where Capstan deliberately differs from Flux (none of Flux's own test cases is
-//! affected; `tests/image_policies.rs` runs them all):
+//! affected; `tests/integration/image_policies.rs` runs them all):
 //! - **Ties are decided by the tags, not by their order in the list.** When several
 //!   tags rank equal (`1.0.0` and `v1.0.0` for semver; `1` and `1.0` numerically; two
 //!   tags whose `extract` gives the same value), the one whose value, then tag, is

@@ -3,7 +3,7 @@
 //! `name:tag@digest` when the policy pins digests), `NS:NAME:name` the name,
 //! `NS:NAME:tag` the tag, `NS:NAME:digest` the digest — as Flux's
 //! image-automation-controller does (its fixtures are checked byte for byte, see
-//! `tests/image_edit.rs`). Markers naming a policy that is not given are left alone.
+//! `tests/integration/image_edit.rs`). Markers naming a policy that is not given are left alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,11 +1,9 @@
 //! The real `kubectl` (v1.32) against the embedded API server: whatever kubectl does
 //! against a real cluster in a GitOps flow must behave the same here.
 
-mod util;
-
 use std::time::Duration;
 
-use util::{TestServer, eventually, fixture, stderr, stdout};
+use crate::util::{TestServer, eventually, fixture, stderr, stdout};
 
 fn apply_mixed_set(s: &TestServer) {
     s.apply(&fixture("mixed-set.yaml"));
@@ -456,7 +454,7 @@ fn a_deployment_told_to_fail_exceeds_its_progress_deadline() {
 fn get_watch_sees_an_added_object() {
     let s = TestServer::start();
     apply_mixed_set(&s);
-    let mut cmd = util::kubectl_command(&s.kubeconfig, s.dir.path());
+    let mut cmd = crate::util::kubectl_command(&s.kubeconfig, s.dir.path());
     cmd.args(["get", "cm", "-n", "demo", "-w", "--request-timeout=5s"]);
     cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());

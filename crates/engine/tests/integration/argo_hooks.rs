@@ -20,7 +20,7 @@
 //! The cases that override health in Argo CD (TestHookFinalizer*, TestFixingDegradedApp)
 //! give the same override as a custom health rule in CEL. Those about deleting an
 //! Application (TestPreDeleteHook*, TestPostDeleteHook) are controller tests, in
-//! `crates/capstan/tests/controller.rs` (`argo_*`).
+//! `crates/capstan/tests/integration/controller.rs` (`argo_*`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -3,8 +3,6 @@
 //! selectors across namespaces, authentication, `/version`, server-owned metadata and
 //! watches of custom resources.
 
-mod util;
-
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -19,7 +17,7 @@ use kube::runtime::watcher;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use util::{api_error, cm, namespace, poll_until, start_async, test_options};
+use crate::util::{api_error, cm, namespace, poll_until, start_async, test_options};
 
 /// How long a simulated workload may take to settle (the tests' delay is 200 ms).
 const SETTLE: Duration = Duration::from_secs(10);
@@ -826,7 +824,7 @@ async fn next_change(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_resources_are_watched_as_they_are_added_modified_and_deleted() {
     let (server, client) = start_async(test_options()).await;
-    let widgets = util::widgets(&client, "default").await;
+    let widgets = crate::util::widgets(&client, "default").await;
     let mut raw = widgets
         .watch(&WatchParams::default(), "0")
         .await

@@ -2,8 +2,6 @@
 //! over HTTPS: watchers, server-side apply, paging, concurrency, subresources, garbage
 //! collection, persistence and bad input.
 
-mod util;
-
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -16,8 +14,8 @@ use kube::api::{
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
+use crate::util::{api_error, cm, namespace, start_async, test_options};
 use capstan_apiserver::ServerOptions;
-use util::{api_error, cm, namespace, start_async, test_options};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_sees_adds_changes_deletes_and_selector_transitions() {
@@ -716,7 +714,7 @@ async fn bad_input_gets_a_status_never_a_crash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_resources_are_served_validated_and_defaulted() {
     let (server, client) = start_async(test_options()).await;
-    let widgets = util::widgets(&client, "default").await;
+    let widgets = crate::util::widgets(&client, "default").await;
     let w = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 2, "unknown": true}});
     let made = widgets
         .patch("w", &PatchParams::apply("t"), &Patch::Apply(&w))
