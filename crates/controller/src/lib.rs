@@ -27,6 +27,7 @@ pub mod health_rules;
 pub mod images;
 pub mod install;
 pub mod leader;
+pub mod metrics;
 pub mod reconcile;
 pub mod scheduler;
 pub mod sources;
@@ -61,6 +62,11 @@ use scheduler::{AppKey, Scheduler};
 /// The namespace the controller keeps its state in (inventories, the emergency stop,
 /// the leader Lease, cluster-wide audit records).
 pub const SYSTEM_NAMESPACE: &str = "capstan-system";
+
+/// How a push webhook's value of [`REFRESH_ANNOTATION`] begins
+/// (`webhook/PROVIDER/TIME/DELIVERY`): the reconcile it causes is recorded with the
+/// trigger `webhook`.
+pub const WEBHOOK_REFRESH_PREFIX: &str = "webhook/";
 
 /// Current time, RFC 3339 with seconds.
 pub fn now() -> String {
@@ -190,6 +196,8 @@ pub struct Context {
     pub health_rules: health_rules::ClusterHealthRules,
     /// Helm charts from chart repositories and registries, by digest.
     pub charts: Arc<capstan_engine::source::ChartCache>,
+    /// The process's Prometheus metrics.
+    pub metrics: Arc<metrics::Metrics>,
     /// The destination's `.Capabilities`, reused for a minute.
     pub caps: Arc<tokio::sync::Mutex<Option<(Instant, capstan_engine::destination::Capabilities)>>>,
 }
@@ -234,12 +242,57 @@ fn jittered(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64 - spread + delta)
 }
 
+/// What the HTTP server, `capstan up` and tests see of a running controller: its
+/// cache of Applications, the emergency stop, leadership and metrics.
+#[derive(Clone)]
+pub struct Handle {
+    /// The cluster the controller runs against.
+    pub client: kube::Client,
+    /// Namespace of the controller's own state.
+    pub namespace: String,
+    /// The Applications the controller manages, from its watch.
+    pub applications: reflector::Store<Application>,
+    /// The emergency stop as the controller last read it.
+    pub stop: StopFlag,
+    /// Whether this replica leads.
+    pub leader: LeaderFlag,
+    /// The process's metrics.
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl Handle {
+    /// Ready to serve: the Applications have been listed and the emergency stop read.
+    pub fn is_ready(&self) -> bool {
+        use futures::FutureExt;
+        self.stop.is_known()
+            && self
+                .applications
+                .wait_until_ready()
+                .now_or_never()
+                .is_some()
+    }
+}
+
 /// Run the controller until its watch ends. `reconciled` receives every status written.
 pub async fn run(
     client: kube::Client,
     opts: ControllerOptions,
     reconciled: Option<tokio::sync::mpsc::UnboundedSender<Reconciled>>,
 ) -> Result<(), ControllerError> {
+    let (_, running) = start(client, opts, reconciled);
+    running.await
+}
+
+/// Build a controller: its [`Handle`] at once, and the future that runs it until its
+/// watch ends (nothing happens until that future is polled).
+pub fn start(
+    client: kube::Client,
+    opts: ControllerOptions,
+    reconciled: Option<tokio::sync::mpsc::UnboundedSender<Reconciled>>,
+) -> (
+    Handle,
+    impl std::future::Future<Output = Result<(), ControllerError>>,
+) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ctx = Context {
         client: client.clone(),
@@ -257,9 +310,30 @@ pub async fn run(
             opts.state_dir.join("charts"),
         )),
         caps: Default::default(),
+        metrics: Arc::new(metrics::Metrics::default()),
         opts: opts.clone(),
         health_rules: health_rules::ClusterHealthRules::default(),
     };
+    let (store, writer) = reflector::store();
+    let handle = Handle {
+        client: client.clone(),
+        namespace: opts.namespace.clone(),
+        applications: store.clone(),
+        stop: ctx.stop.clone(),
+        leader: ctx.leader.clone(),
+        metrics: ctx.metrics.clone(),
+    };
+    (handle, running(ctx, store, writer, reconciled))
+}
+
+async fn running(
+    ctx: Context,
+    store: reflector::Store<Application>,
+    writer: reflector::store::Writer<Application>,
+    reconciled: Option<tokio::sync::mpsc::UnboundedSender<Reconciled>>,
+) -> Result<(), ControllerError> {
+    let client = ctx.client.clone();
+    let opts = ctx.opts.clone();
     tokio::spawn(
         ctx.stop
             .clone()
@@ -282,7 +356,6 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let (store, writer) = reflector::store();
     let (drift_tx, mut drift_rx) = tokio::sync::mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         ctx,
@@ -376,7 +449,15 @@ fn on_app(shared: &Shared, app: &Application) {
             if g != generation || (s != sync && sync.is_some()) {
                 Some(Trigger::Spec)
             } else if r != refresh && refresh.is_some() {
-                Some(Trigger::Refresh)
+                // a push webhook names itself in the refresh it asks for
+                if refresh
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with(WEBHOOK_REFRESH_PREFIX))
+                {
+                    Some(Trigger::Webhook)
+                } else {
+                    Some(Trigger::Refresh)
+                }
             } else {
                 None
             }

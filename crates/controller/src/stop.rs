@@ -111,6 +111,11 @@ impl StopFlag {
         }
     }
 
+    /// Whether the switch has been read at least once.
+    pub fn is_known(&self) -> bool {
+        self.0.known.load(Ordering::SeqCst)
+    }
+
     /// Wait until the switch has been read at least once.
     pub async fn known(&self) {
         loop {

@@ -49,6 +49,49 @@ pub struct ControllerCommand {
     /// before writing, so images that change together share a commit.
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     image_update_settle: Duration,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// The HTTP server of the controller process (probes, metrics, API, webhooks).
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Where the HTTP server listens (probes, `/metrics`, the API, webhooks); `off`
+    /// runs none.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: String,
+    /// Largest webhook body accepted, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    webhook_body_limit: usize,
+    /// The Secret (in the system namespace) with the webhooks' shared secrets, one key
+    /// per provider (`github`, `gitlab`, `gitea`, `bitbucket`, `generic`, …).
+    #[arg(long, default_value = capstan_server::webhooks::DEFAULT_SECRET)]
+    webhook_secret: String,
+}
+
+impl ServerArgs {
+    /// The server's options; `None` for `--listen off`.
+    pub fn options(&self) -> anyhow::Result<Option<capstan_server::ServerOptions>> {
+        if self.listen == "off" {
+            return Ok(None);
+        }
+        // `:8080` as Go programs write it
+        let listen = match self.listen.strip_prefix(':') {
+            Some(port) => format!("0.0.0.0:{port}"),
+            None => self.listen.clone(),
+        };
+        let listen = listen.parse().with_context(|| {
+            format!(
+                "--listen {:?}: expected HOST:PORT, :PORT or off",
+                self.listen
+            )
+        })?;
+        Ok(Some(capstan_server::ServerOptions {
+            listen,
+            webhook_body_limit: self.webhook_body_limit,
+            webhook_secret: self.webhook_secret.clone(),
+        }))
+    }
 }
 
 /// The options a `controller` command line asks for.
@@ -91,6 +134,7 @@ pub async fn run(cmd: ControllerCommand) -> anyhow::Result<ExitCode> {
             .context("installing the CRDs")?;
     }
     let opts = options(&cmd);
+    let server = cmd.server.options()?;
     eprintln!(
         "capstan controller {} running{}",
         opts.identity,
@@ -100,9 +144,30 @@ pub async fn run(cmd: ControllerCommand) -> anyhow::Result<ExitCode> {
             ""
         }
     );
+    let (handle, controller) = capstan_controller::start(client, opts, None);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let serving = match server {
+        Some(opts) => {
+            let bound = capstan_server::bind(opts.listen).await?;
+            eprintln!("capstan server listening on http://{}", bound.addr);
+            let state = capstan_server::AppState::new(handle, opts);
+            Some(tokio::spawn(bound.serve(state, stopped(stop_rx))))
+        }
+        None => None,
+    };
     tokio::select! {
-        res = capstan_controller::run(client, opts, None) => { res?; }
+        res = controller => { res?; }
         _ = super::apiserver::shutdown_signal() => {}
     }
+    // graceful: requests in flight finish, then the process exits
+    let _ = stop_tx.send(true);
+    if let Some(s) = serving {
+        let _ = tokio::time::timeout(Duration::from_secs(10), s).await;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Completes once `rx` says stop.
+pub async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
 }

@@ -36,6 +36,10 @@ pub struct UpCommand {
     /// Interval of Applications that set none.
     #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
     interval: Duration,
+    /// Where Capstan's HTTP server (API, webhooks, metrics) listens; when the port is
+    /// taken, a free one is used and printed.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
 }
 
 /// Find the Git repository a path belongs to.
@@ -219,8 +223,30 @@ pub async fn run(cmd: UpCommand) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Reconciled>();
+    let (handle, controller) = capstan_controller::start(client, opts, Some(tx));
+    let bound = match capstan_server::bind(cmd.listen).await {
+        Ok(b) => b,
+        Err(_) if cmd.listen.port() != 0 => {
+            let mut any = cmd.listen;
+            any.set_port(0);
+            capstan_server::bind(any).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    eprintln!("Capstan server: http://{}", bound.addr);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(bound.serve(
+        capstan_server::AppState::new(
+            handle,
+            capstan_server::ServerOptions {
+                listen: cmd.listen,
+                ..Default::default()
+            },
+        ),
+        super::controller::stopped(stop_rx),
+    ));
     eprintln!("controller running; Ctrl-C to stop");
-    let controller = tokio::spawn(capstan_controller::run(client, opts, Some(tx)));
+    let controller = tokio::spawn(controller);
     let mut last: HashMap<String, String> = HashMap::new();
     let printer = async {
         while let Some(r) = rx.recv().await {
@@ -236,6 +262,8 @@ pub async fn run(cmd: UpCommand) -> anyhow::Result<ExitCode> {
         res = controller => { res.context("the controller task failed")??; }
         _ = super::apiserver::shutdown_signal() => {}
     }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), serving).await;
     if let Some(s) = server {
         s.shutdown().await;
     }

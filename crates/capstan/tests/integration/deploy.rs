@@ -23,12 +23,21 @@ fn json(cluster: &TestCluster, args: &[&str]) -> Value {
 }
 
 /// Run the binary with a Deployment container's arguments (the pod name standing in
-/// for `$(POD_NAME)`) against `cluster`; returns the arguments and the process.
+/// for `$(POD_NAME)`, and a free loopback port for the container's port: tests run side
+/// by side) against `cluster`; returns the arguments, the process and that port.
 fn run_deployment_args(
     cluster: &TestCluster,
     container: &Value,
     state: &std::path::Path,
-) -> (Vec<String>, std::process::Child) {
+) -> (Vec<String>, std::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let container_port = container["ports"][0]["containerPort"]
+        .as_u64()
+        .expect("a container port");
     let args: Vec<String> = container["args"]
         .as_array()
         .expect("args")
@@ -37,6 +46,10 @@ fn run_deployment_args(
             a.as_str()
                 .unwrap()
                 .replace("$(POD_NAME)", "capstan-controller-0")
+                .replace(
+                    &format!("--listen=:{container_port}"),
+                    &format!("--listen=127.0.0.1:{port}"),
+                )
         })
         .collect();
     let child = Command::new(env!("CARGO_BIN_EXE_capstan"))
@@ -48,7 +61,13 @@ fn run_deployment_args(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    (args, child)
+    (args, child, port)
+}
+
+/// GET `http://127.0.0.1:PORT{path}`: the status and body (`None` while refused).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let r = reqwest::blocking::get(format!("http://127.0.0.1:{port}{path}")).ok()?;
+    Some((r.status().as_u16(), r.text().unwrap_or_default()))
 }
 
 #[test]
@@ -77,6 +96,7 @@ fn the_deploy_manifests_install_two_controller_replicas_that_elect_a_leader() {
         "clusterrole.rbac.authorization.k8s.io/capstan-deployer serverside-applied",
         "rolebinding.rbac.authorization.k8s.io/capstan-controller serverside-applied",
         "deployment.apps/capstan-controller serverside-applied",
+        "service/capstan serverside-applied",
         "poddisruptionbudget.policy/capstan-controller serverside-applied",
     ] {
         assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
@@ -127,7 +147,7 @@ fn the_deploy_manifests_install_two_controller_replicas_that_elect_a_leader() {
     // The Deployment's arguments are flags the binary accepts: run them (the pod name
     // standing in for $(POD_NAME)) and see the replica take the Lease.
     let state = tempfile::tempdir().unwrap();
-    let (args, mut child) = run_deployment_args(&cluster, container, state.path());
+    let (args, mut child, port) = run_deployment_args(&cluster, container, state.path());
     let deadline = Instant::now() + Duration::from_secs(30);
     let holder = loop {
         let out = cluster.kubectl(&[
@@ -148,9 +168,50 @@ fn the_deploy_manifests_install_two_controller_replicas_that_elect_a_leader() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
+    assert_eq!(holder, "capstan-controller-0");
+
+    // The probes the Deployment declares answer on the port it names, and the Service
+    // targets that port.
+    let probe = |p: &str| {
+        let path = container[p]["httpGet"]["path"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            container[p]["httpGet"]["port"],
+            container["ports"][0]["name"]
+        );
+        path
+    };
+    let (live, ready) = (probe("livenessProbe"), probe("readinessProbe"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answers = loop {
+        let answers = (http_get(port, &live), http_get(port, &ready));
+        if matches!(&answers, (Some((200, _)), Some((200, _)))) || Instant::now() > deadline {
+            break answers;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(holder, "capstan-controller-0");
+    let (Some((200, _)), Some((200, ready_body))) = &answers else {
+        panic!("the probes did not answer 200: {answers:?}");
+    };
+    let ready: Value = serde_json::from_str(ready_body).unwrap();
+    assert_eq!(ready["ready"], true, "{ready}");
+    assert_eq!(ready["role"], "leader", "{ready}");
+    let svc = json(
+        &cluster,
+        &["-n", "capstan-system", "get", "service", "capstan"],
+    );
+    assert_eq!(
+        svc["spec"]["ports"][0]["targetPort"],
+        container["ports"][0]["name"]
+    );
+    assert_eq!(
+        svc["spec"]["selector"],
+        deploy["spec"]["selector"]["matchLabels"]
+    );
 }
 
 /// The rules a ServiceAccount gets from the RBAC objects in `docs`: (namespace the rule
@@ -291,7 +352,7 @@ fn the_deploy_rbac_allows_every_request_the_controller_makes() {
         ],
     );
     let state = tempfile::tempdir().unwrap();
-    let (_, mut child) = run_deployment_args(
+    let (_, mut child, _) = run_deployment_args(
         &cluster,
         &deploy["spec"]["template"]["spec"]["containers"][0],
         state.path(),

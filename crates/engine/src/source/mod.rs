@@ -17,6 +17,7 @@ pub mod helm;
 pub mod local;
 pub mod revert;
 pub mod template;
+pub mod url;
 pub mod write;
 
 use std::path::{Path, PathBuf};
