@@ -22,6 +22,7 @@
 //! need (no `git`, no `kubectl`, no `docker-registry`): the tests never skip silently.
 
 pub mod charts;
+pub mod client;
 pub mod cluster;
 pub mod git;
 pub mod https;

@@ -1681,3 +1681,92 @@ spec:
         "a failed render prunes nothing"
     );
 }
+
+/// A free port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// HMAC-SHA256 of `body` under `key`, as GitHub signs a delivery (checked against the
+/// server's own `sign`, which the conformance tests check against GitHub's vectors).
+fn github_signature(key: &str, body: &[u8]) -> String {
+    capstan_server::webhooks::verify::sign(key.as_bytes(), body)
+}
+
+#[test]
+fn a_push_webhook_syncs_the_application_at_once_with_the_trigger_in_history_and_audit() {
+    let e = Env::new();
+    e.repo.write("web/ns.yaml", NS);
+    e.repo.write("web/cm.yaml", cm("settings", "one"));
+    e.repo.commit("first");
+    let port = free_port();
+    let _c = e.controller(&["--listen", &format!("127.0.0.1:{port}"), "--interval", "1h"]);
+    // an hour between comparisons: only the webhook brings a commit quickly
+    e.application(
+        "web",
+        "web",
+        "web",
+        "  interval: 1h\n  syncPolicy:\n    automated:\n      prune: true\n",
+    );
+    e.eventually("the first sync", Duration::from_secs(30), || {
+        cm_value(&e, "settings").as_deref() == Some("one")
+    });
+    e.cluster.apply(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: capstan-webhooks\n  namespace: capstan-system\nstringData:\n  github: s3cret-for-github\n",
+    );
+
+    e.repo.write("web/cm.yaml", cm("settings", "two"));
+    let second = e.repo.commit("second");
+    let body = serde_json::to_vec(&serde_json::json!({
+        "ref": "refs/heads/main",
+        "before": "0000000000000000000000000000000000000000",
+        "after": second,
+        "repository": {"html_url": e.server.url("env.git"), "default_branch": "main"},
+        "commits": [{"id": second, "added": [], "modified": ["web/cm.yaml"], "removed": []}],
+    }))
+    .unwrap();
+    let post = |sig: &str| {
+        capstan_testkit::client::http()
+            .post(format!("http://127.0.0.1:{port}/webhooks/github"))
+            .header("X-GitHub-Event", "push")
+            .header("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+            .header("X-Hub-Signature-256", sig)
+            .body(body.clone())
+            .send()
+            .unwrap()
+    };
+    let refused = post(&github_signature("not the secret", &body));
+    assert_eq!(refused.status().as_u16(), 401);
+    let accepted = post(&github_signature("s3cret-for-github", &body));
+    assert_eq!(accepted.status().as_u16(), 200);
+    let answer: Value = serde_json::from_str(&accepted.text().unwrap()).unwrap();
+    assert_eq!(
+        answer["refreshed"],
+        serde_json::json!(["apps/web"]),
+        "{answer}"
+    );
+    e.eventually("the webhook's sync", Duration::from_secs(20), || {
+        cm_value(&e, "settings").as_deref() == Some("two")
+    });
+    let app = e.app("web");
+    assert_eq!(app["status"]["sync"]["revision"], second.as_str());
+    assert_eq!(
+        app["status"]["history"][0]["trigger"], "webhook",
+        "{}",
+        app["status"]["history"]
+    );
+    let audit = e.capstan(&["audit", "--app", "apps/web", "-o", "json"]);
+    let records: Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert!(
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["trigger"] == "webhook" && r["toRevision"] == second.as_str()),
+        "{records}"
+    );
+}

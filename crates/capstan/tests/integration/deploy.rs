@@ -66,8 +66,7 @@ fn run_deployment_args(
 
 /// GET `http://127.0.0.1:PORT{path}`: the status and body (`None` while refused).
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let r = reqwest::blocking::get(format!("http://127.0.0.1:{port}{path}")).ok()?;
-    Some((r.status().as_u16(), r.text().unwrap_or_default()))
+    capstan_testkit::client::get(&format!("http://127.0.0.1:{port}{path}"))
 }
 
 #[test]

@@ -107,6 +107,14 @@ fn up_syncs_the_example_and_a_commit_reaches_the_cluster() {
         &["Application capstan-system/guestbook applied from applications/guestbook.yaml"],
         Duration::from_secs(60),
     );
+    // the server's URL, printed; it answers
+    let line = up.wait_for(&["Capstan server: http://"], Duration::from_secs(60));
+    let url = line
+        .split("Capstan server: ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
     let first = repo.head();
     up.wait_for(
         &[
@@ -116,6 +124,10 @@ fn up_syncs_the_example_and_a_commit_reaches_the_cluster() {
         ],
         Duration::from_secs(60),
     );
+
+    let (code, ready) = capstan_testkit::client::get(&format!("{url}/readyz")).unwrap();
+    assert_eq!(code, 200, "{ready}");
+    assert!(ready.contains("\"ready\":true"), "{ready}");
 
     // kubectl sees what was applied, through the kubeconfig `up` wrote.
     let home = data.path().join("home");

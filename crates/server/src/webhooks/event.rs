@@ -233,7 +233,8 @@ fn commit_files(v: &Value, complete: bool) -> Option<BTreeSet<String>> {
             files.extend(list.iter().filter_map(Value::as_str).map(str::to_string));
         }
     }
-    Some(files)
+    // commits that list no file (forges' "test delivery" samples): not known to touch nothing
+    (!files.is_empty()).then_some(files)
 }
 
 fn urls(v: &Value, pointers: &[&str]) -> Vec<String> {
