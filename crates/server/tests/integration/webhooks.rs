@@ -615,3 +615,77 @@ fn without_a_secret_a_route_is_404_an_unknown_event_is_202_and_a_redelivery_is_n
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
 }
+
+#[test]
+fn registry_webhooks_rescan_the_image_repositories_of_the_pushed_image() {
+    let served = Served::start(Duration::from_secs(3600), ServerOptions::default());
+    served.webhook_secret(&[
+        ("registry", "reg-secret"),
+        ("dockerhub", "hub-token-123"),
+        ("harbor", "Bearer harbor-auth"),
+    ]);
+    let repo = |name: &str, image: &str| {
+        format!(
+            "apiVersion: capstan.dev/v1alpha1\nkind: ImageRepository\nmetadata:\n  name: {name}\n  namespace: imgs\nspec:\n  image: {image}\n  interval: 1h\n  suspend: true\n---\n"
+        )
+    };
+    served.cluster.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: imgs\n---\n{}{}{}{}",
+        repo("own", "registry.example.com/team/app"),
+        repo("hub", "nginx"),
+        repo("harbor", "harbor.example.com/library/web"),
+        repo("other", "registry.example.com/team/other"),
+    ));
+    let rescanned = || -> BTreeSet<String> {
+        let out =
+            served
+                .cluster
+                .kubectl_ok(&["-n", "imgs", "get", "imagerepositories", "-o", "json"]);
+        let list: Value = serde_json::from_str(&out).unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| !r["metadata"]["annotations"]["capstan.dev/refresh"].is_null())
+            .map(|r| r["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Capstan's own form, signed
+    let body = br#"{"image": "registry.example.com/team/app", "tag": "1.2.3"}"#.to_vec();
+    let signed = vec![(
+        "X-Capstan-Signature".to_string(),
+        sign(b"reg-secret", &body),
+    )];
+    assert_eq!(served.post("/webhooks/registry", &[], body.clone()).0, 401);
+    let (code, answer) = served.post("/webhooks/registry", &signed, body);
+    assert_eq!(code, 200, "{answer}");
+    assert!(answer.contains("imgs/own"), "{answer}");
+    assert_eq!(rescanned(), set(&["own"]));
+
+    // Docker Hub cannot sign: the token is the URL's last segment
+    let hub = br#"{"push_data": {"tag": "1.27", "pusher": "someone"}, "repository": {"repo_name": "library/nginx", "namespace": "library", "name": "nginx"}, "callback_url": "https://registry.hub.docker.com/u/library/nginx/hook/1/"}"#.to_vec();
+    assert_eq!(served.post("/webhooks/dockerhub", &[], hub.clone()).0, 401);
+    assert_eq!(
+        served
+            .post("/webhooks/dockerhub/wrong-token", &[], hub.clone())
+            .0,
+        401
+    );
+    let (code, answer) = served.post("/webhooks/dockerhub/hub-token-123", &[], hub);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(rescanned(), set(&["own", "hub"]));
+
+    // Harbor sends the configured Authorization value
+    let harbor = br#"{"type": "PUSH_ARTIFACT", "occur_at": 1700000000, "operator": "admin", "event_data": {"resources": [{"digest": "sha256:abc", "tag": "v2", "resource_url": "harbor.example.com/library/web:v2"}], "repository": {"name": "web", "namespace": "library", "repo_full_name": "library/web", "repo_type": "private"}}}"#.to_vec();
+    let auth = |v: &str| vec![("Authorization".to_string(), v.to_string())];
+    assert_eq!(
+        served
+            .post("/webhooks/harbor", &auth("Bearer nope"), harbor.clone())
+            .0,
+        401
+    );
+    let (code, answer) = served.post("/webhooks/harbor", &auth("Bearer harbor-auth"), harbor);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(rescanned(), set(&["own", "hub", "harbor"]));
+}
