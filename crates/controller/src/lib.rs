@@ -263,13 +263,16 @@ pub struct Handle {
 impl Handle {
     /// Ready to serve: the Applications have been listed and the emergency stop read.
     pub fn is_ready(&self) -> bool {
+        self.stop.is_known() && self.applications_listed()
+    }
+
+    /// The Application cache holds the first complete list.
+    pub fn applications_listed(&self) -> bool {
         use futures::FutureExt;
-        self.stop.is_known()
-            && self
-                .applications
-                .wait_until_ready()
-                .now_or_never()
-                .is_some()
+        self.applications
+            .wait_until_ready()
+            .now_or_never()
+            .is_some()
     }
 }
 

@@ -20,7 +20,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     let ready = c.is_ready();
     let body = json!({
         "ready": ready,
-        "applicationsListed": c.applications.wait_until_ready_now(),
+        "applicationsListed": c.applications_listed(),
         "emergencyStopRead": c.stop.is_known(),
         "role": if c.leader.is_leader() { "leader" } else { "standby" },
     });
@@ -30,20 +30,4 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body))
-}
-
-/// Whether a store has been filled, without waiting.
-trait ReadyNow {
-    fn wait_until_ready_now(&self) -> bool;
-}
-
-impl<K> ReadyNow for kube::runtime::reflector::Store<K>
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    fn wait_until_ready_now(&self) -> bool {
-        use futures::FutureExt;
-        self.wait_until_ready().now_or_never().is_some()
-    }
 }
