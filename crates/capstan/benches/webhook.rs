@@ -150,30 +150,12 @@ fn main() {
     }
 
     let mut yaml = String::from(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fleet\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: bench\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: capstan-webhooks\n  namespace: capstan-system\nstringData:\n  github: bench-secret\n",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fleet\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: bench\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: capstan-system\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: capstan-webhooks\n  namespace: capstan-system\nstringData:\n  github: bench-secret\n",
     );
     for i in 0..apps {
         yaml.push_str(&format!(
             "---\napiVersion: capstan.dev/v1alpha1\nkind: Application\nmetadata:\n  name: a-{i}\n  namespace: fleet\nspec:\n  interval: 1h\n  source:\n    repoURL: {url}\n    targetRevision: main\n    path: apps/a-{i}\n  destination:\n    namespace: bench\n  syncPolicy:\n    automated:\n      prune: true\n"
         ));
-    }
-    // the system namespace exists once the controller has started
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ok = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .env("HOME", &home)
-            .args(["get", "namespace", "capstan-system"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success();
-        if ok || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
     }
     kubectl_apply(&kubeconfig, &home, &yaml);
 
