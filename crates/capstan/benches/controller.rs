@@ -216,6 +216,7 @@ fn bench(n: usize, interval: Duration, concurrency: usize) -> Figures {
     let start = Instant::now();
     let mut child = capstan()
         .arg("controller")
+        .env("CAPSTAN_LISTEN", "127.0.0.1:0")
         .arg("--kubeconfig")
         .arg(&kubeconfig)
         .arg("--state-dir")

@@ -191,6 +191,7 @@ fn automation(n: usize) {
     let _controller = Process(
         capstan()
             .args(["controller", "--kubeconfig"])
+            .env("CAPSTAN_LISTEN", "127.0.0.1:0")
             .arg(&kubeconfig)
             .arg("--state-dir")
             .arg(&state)

@@ -58,7 +58,7 @@ pub struct ControllerCommand {
 pub struct ServerArgs {
     /// Where the HTTP server listens (probes, `/metrics`, the API, webhooks); `off`
     /// runs none.
-    #[arg(long, default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "CAPSTAN_LISTEN", default_value = "0.0.0.0:8080")]
     listen: String,
     /// Largest webhook body accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
@@ -148,7 +148,9 @@ pub async fn run(cmd: ControllerCommand) -> anyhow::Result<ExitCode> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let serving = match server {
         Some(opts) => {
-            let bound = capstan_server::bind(opts.listen).await?;
+            let bound = capstan_server::bind(opts.listen).await.with_context(
+                || "the HTTP server cannot listen there: pass --listen HOST:PORT (or --listen off)",
+            )?;
             eprintln!("capstan server listening on http://{}", bound.addr);
             let state = capstan_server::AppState::new(handle, opts);
             Some(tokio::spawn(bound.serve(state, stopped(stop_rx))))

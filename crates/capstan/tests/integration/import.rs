@@ -114,6 +114,8 @@ impl Env {
     fn controller(&self) -> Controller {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_capstan"));
         cmd.arg("controller")
+            // side by side with other tests: a free port for the server
+            .env("CAPSTAN_LISTEN", "127.0.0.1:0")
             .arg("--kubeconfig")
             .arg(self.cluster.kubeconfig_path())
             .arg("--state-dir")

@@ -524,6 +524,8 @@ impl Drop for Controller {
 fn controller(cluster: &TestCluster, state: &Path) -> Controller {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_capstan"));
     cmd.arg("controller")
+        // side by side with other tests: a free port for the server
+        .env("CAPSTAN_LISTEN", "127.0.0.1:0")
         .arg("--kubeconfig")
         .arg(cluster.kubeconfig_path())
         .arg("--state-dir")
