@@ -279,6 +279,7 @@ mod tests {
     use super::*;
 
     fn post(url: &str) -> Result<u16, reqwest::Error> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_millis(500))
             .build()?;
