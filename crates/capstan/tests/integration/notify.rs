@@ -226,6 +226,7 @@ fn syncs_and_deployments_are_sent_once_per_revision_signed_and_across_restarts()
     ]);
     e.repo.write("web/ns.yaml", NS);
     e.repo.write("web/cm.yaml", cm("settings", 0, "key: one"));
+    e.repo.write("other/cm.yaml", cm("other", 0, "key: one"));
     let first = e.repo.commit("first");
     let c = e.controller("a", &[]);
     e.notification(
@@ -237,9 +238,14 @@ fn syncs_and_deployments_are_sent_once_per_revision_signed_and_across_restarts()
     );
     e.application("web", "web", "");
     // not selected: another name
-    e.application("other", "web", "");
+    e.application("other", "other", "");
 
-    let got = hook.wait_for(2, Duration::from_secs(60));
+    e.eventually(
+        "the first revision's two events",
+        Duration::from_secs(60),
+        || hook.received().len() >= 2,
+    );
+    let got = hook.received();
     assert_eq!(
         sorted(events(&got)),
         [
@@ -552,4 +558,59 @@ fn an_application_deployed_before_the_notification_existed_is_not_announced() {
             pair("on-sync-succeeded", &second)
         ]
     );
+}
+
+#[test]
+fn a_new_leader_sends_nothing_twice_and_goes_on() {
+    let e = Env::new();
+    let hook = Receiver::start(Mode::Ok);
+    e.secret(&[("url", &hook.url(HOOK_PATH))]);
+    e.repo.write("web/ns.yaml", NS);
+    e.repo.write("web/cm.yaml", cm("settings", 0, "key: one"));
+    let first = e.repo.commit("first");
+    let elect = ["--leader-elect", "--lease-duration", "3s"];
+    let mut replicas = [
+        ("a", Some(e.controller("a", &elect))),
+        ("b", Some(e.controller("b", &elect))),
+    ];
+    e.notification(
+        "deploys",
+        "  triggers: [on-deployed]\n  destinations:\n  - type: webhook\n    urlSecretRef: {name: hooks, key: url}\n",
+    );
+    e.application("web", "web", "");
+    let got = hook.wait_for(1, Duration::from_secs(60));
+    assert_eq!(events(&got), [pair("on-deployed", &first)]);
+
+    let holder = || {
+        e.cluster
+            .kubectl(&[
+                "get",
+                "lease",
+                "capstan-controller",
+                "-n",
+                "capstan-system",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ])
+            .stdout
+    };
+    let leader = String::from_utf8(holder()).unwrap();
+    let (standby, _) = replicas.iter().find(|(n, _)| *n != leader).unwrap();
+    let standby = standby.to_string();
+    for (name, c) in replicas.iter_mut() {
+        if *name == leader {
+            drop(c.take());
+        }
+    }
+    e.eventually("the standby leads", Duration::from_secs(30), || {
+        String::from_utf8(holder()).unwrap() == standby
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(hook.received().len(), 1, "{:?}", events(&hook.received()));
+    e.repo.write("web/cm.yaml", cm("settings", 0, "key: two"));
+    let second = e.repo.commit("second");
+    let got = hook.wait_for(2, Duration::from_secs(60));
+    assert_eq!(events(&got[1..]), [pair("on-deployed", &second)]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(hook.received().len(), 2);
 }
