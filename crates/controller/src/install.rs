@@ -1,6 +1,5 @@
 //! Installing Capstan's CRDs (Application, AuditRecord, ImageRepository, ImagePolicy,
-//! ImageUpdate) and waiting until they are
-//! established.
+//! ImageUpdate, Notification) and waiting until they are established.
 
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use kube::api::{Api, Patch, PatchParams};
 use crate::audit::AuditRecord;
 use crate::crd::Application;
 use crate::images::{ImagePolicy, ImageRepository, ImageUpdate};
+use crate::notify::Notification;
 
 /// Capstan's CRDs.
 pub fn crds() -> Vec<CustomResourceDefinition> {
@@ -20,6 +20,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ImageRepository::crd(),
         ImagePolicy::crd(),
         ImageUpdate::crd(),
+        Notification::crd(),
     ]
 }
 

@@ -10,7 +10,9 @@
 //! - [`sources`]: one fetch per repository per window shared by all Applications,
 //!   one extracted tree per commit, rendered output cached;
 //! - [`stop`]: the emergency stop; [`leader`]: leader election; [`audit`]: the audit
-//!   log; [`reconcile`]: one Application from source to status.
+//!   log; [`reconcile`]: one Application from source to status;
+//! - [`notify`]: Notifications — events read from the Applications' status, sent
+//!   once each to webhooks, Slack, Teams and forges' commit statuses.
 //!
 //! It is built from kube-runtime's `watcher` and `reflector`, not its `Controller`:
 //! the kinds to watch for drift are only known once Applications have rendered (and
@@ -28,6 +30,7 @@ pub mod images;
 pub mod install;
 pub mod leader;
 pub mod metrics;
+pub mod notify;
 pub mod reconcile;
 pub mod scheduler;
 pub mod sources;
@@ -151,6 +154,8 @@ pub struct ControllerOptions {
     pub election: Option<Election>,
     /// Image automation (ImageRepository, ImagePolicy, ImageUpdate).
     pub images: images::ImageOptions,
+    /// Delivery of Notifications.
+    pub notify: notify::NotifyOptions,
 }
 
 impl Default for ControllerOptions {
@@ -173,6 +178,7 @@ impl Default for ControllerOptions {
             sources: SourceOptions::default(),
             election: None,
             images: images::ImageOptions::default(),
+            notify: notify::NotifyOptions::default(),
         }
     }
 }
@@ -405,6 +411,8 @@ async fn running(
         });
     }
 
+    tokio::spawn(notifications(shared.ctx.clone(), shared.store.clone()));
+
     let mut events = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
@@ -435,6 +443,13 @@ async fn running(
         }
     }
     Err(ControllerError::WatchEnded)
+}
+
+/// Notifications, until the controller stops.
+async fn notifications(ctx: Context, store: reflector::Store<Application>) {
+    if let Err(e) = notify::run(ctx, store).await {
+        tracing::error!(error = %crate::reconcile::error_chain(&e), "notifications stopped");
+    }
 }
 
 /// A new or changed Application: schedule it when its spec, refresh or sync request changed.

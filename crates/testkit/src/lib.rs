@@ -10,6 +10,8 @@
 //! - [`cluster`] — the embedded Kubernetes API server on its own runtime, with the
 //!   real `kubectl` and a kube-rs client pointed at it.
 //! - [`process`] — running child processes bounded in time.
+//! - [`receiver`] — an HTTP receiver on loopback that records what arrives and answers
+//!   `200`, fails the first requests, or hangs (webhook, Slack, Teams, forge APIs).
 //! - [`registry`] — Debian's `docker-registry` (distribution 2.8) on loopback with
 //!   anonymous, basic or bearer-token auth (token server in process), image pushes, and
 //!   a paging front that serves tag lists in pages with `Link` headers.
@@ -27,6 +29,7 @@ pub mod cluster;
 pub mod git;
 pub mod https;
 pub mod process;
+pub mod receiver;
 pub mod registry;
 pub mod repo;
 pub mod signing;
@@ -36,6 +39,7 @@ pub mod tools;
 pub use cluster::TestCluster;
 pub use git::{BasicAuth, GitServer};
 pub use https::HttpsFront;
+pub use receiver::Receiver;
 pub use registry::{RegistryAuth, RegistryServer};
 pub use repo::{TestRepo, copy_tree};
 pub use ssh::SshServer;

@@ -49,6 +49,10 @@ pub struct ControllerCommand {
     /// before writing, so images that change together share a commit.
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     image_update_settle: Duration,
+    /// Limit of one notification request; a receiver that does not answer in time is
+    /// tried again later.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    notification_timeout: Duration,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -104,6 +108,10 @@ pub fn options(cmd: &ControllerCommand) -> ControllerOptions {
         images: capstan_controller::images::ImageOptions {
             scan_interval: cmd.image_scan_interval,
             settle: cmd.image_update_settle,
+            ..Default::default()
+        },
+        notify: capstan_controller::notify::NotifyOptions {
+            timeout: cmd.notification_timeout,
             ..Default::default()
         },
         ..Default::default()

@@ -701,3 +701,46 @@ fn a_rollback_is_not_undone_by_image_automation() {
     assert_eq!(e.log().len(), commits);
     assert_eq!(e.running_image("web"), format!("{image}:1.0.0"));
 }
+
+#[test]
+fn a_write_back_is_announced_once_to_the_applications_of_its_repository() {
+    use capstan_testkit::receiver::{Mode, Receiver};
+    let e = Env::new(&["web"]);
+    let hook = Receiver::start(Mode::Ok);
+    e.cluster.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: hooks\n  namespace: apps\nstringData:\n  url: {}\n---\napiVersion: capstan.dev/v1alpha1\nkind: Notification\nmetadata:\n  name: images\n  namespace: apps\nspec:\n  triggers: [on-image-updated]\n  destinations:\n  - type: webhook\n    urlSecretRef: {{name: hooks, key: url}}\n",
+        hook.url("/hook")
+    ));
+    let _c = e.controller("a");
+    e.automate(&["web"], "");
+    let image = e.registry.image("web");
+    e.eventually("web 1.0.0 deployed", Duration::from_secs(60), || {
+        e.running_image("web") == format!("{image}:1.0.0")
+    });
+    assert!(hook.received().is_empty(), "nothing was pushed yet");
+
+    e.registry.push_image("web", "1.1.0");
+    let got = hook.wait_for(1, Duration::from_secs(90));
+    let body = got[0].json();
+    e.repo.git(&["fetch", "-q", "origin"]);
+    let head = e.repo.rev_parse("origin/main");
+    assert_eq!(
+        e.get("imageupdates", "env")["status"]["lastPushCommit"],
+        head.as_str()
+    );
+    assert_eq!(body["trigger"], "on-image-updated");
+    assert_eq!(body["application"]["name"], "web");
+    assert_eq!(body["revision"], head.as_str());
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{image}:1.1.0")),
+        "{body}"
+    );
+    e.eventually("web 1.1.0 deployed", Duration::from_secs(60), || {
+        e.running_image("web") == format!("{image}:1.1.0")
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(hook.received().len(), 1, "once");
+}
