@@ -10,6 +10,8 @@
 //! - [`cluster`] — the embedded Kubernetes API server on its own runtime, with the
 //!   real `kubectl` and a kube-rs client pointed at it.
 //! - [`process`] — running child processes bounded in time.
+//! - [`prometheus`] — Debian's `prometheus` on loopback scraping given targets, with
+//!   its storage in a temporary directory, queried through its HTTP API.
 //! - [`registry`] — Debian's `docker-registry` (distribution 2.8) on loopback with
 //!   anonymous, basic or bearer-token auth (token server in process), image pushes, and
 //!   a paging front that serves tag lists in pages with `Link` headers.
@@ -26,6 +28,7 @@ pub mod cluster;
 pub mod git;
 pub mod https;
 pub mod process;
+pub mod prometheus;
 pub mod registry;
 pub mod repo;
 pub mod signing;
@@ -35,6 +38,7 @@ pub mod tools;
 pub use cluster::TestCluster;
 pub use git::{BasicAuth, GitServer};
 pub use https::HttpsFront;
+pub use prometheus::Prometheus;
 pub use registry::{RegistryAuth, RegistryServer};
 pub use repo::{TestRepo, copy_tree};
 pub use ssh::SshServer;

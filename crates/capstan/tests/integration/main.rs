@@ -10,6 +10,7 @@ mod deploy;
 mod health;
 mod images;
 mod import;
+mod metrics;
 mod preview;
 mod up;
 mod writeback;
