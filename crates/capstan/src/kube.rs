@@ -14,6 +14,21 @@ pub fn set_component(name: &str) {
 
 /// A client for the cluster the flags (or $KUBECONFIG, or ~/.kube/config) name.
 pub async fn client(args: &ClusterArgs) -> anyhow::Result<kube::Client> {
+    kube::Client::try_from(config(args).await?).context("creating the Kubernetes client")
+}
+
+/// [`client`] counting every request in the controller's `metrics`
+/// (`capstan_kube_requests_total`).
+pub async fn counted_client(
+    args: &ClusterArgs,
+    metrics: &capstan_controller::metrics::Metrics,
+) -> anyhow::Result<kube::Client> {
+    capstan_controller::metrics::kube::counted_client(config(args).await?, metrics)
+        .context("creating the Kubernetes client")
+}
+
+/// The client configuration the flags name, with Capstan's User-Agent.
+async fn config(args: &ClusterArgs) -> anyhow::Result<kube::Config> {
     let opts = kube::config::KubeConfigOptions {
         context: args.context.clone(),
         ..Default::default()
@@ -43,5 +58,5 @@ pub async fn client(args: &ClusterArgs) -> anyhow::Result<kube::Client> {
     if let Ok(value) = http::HeaderValue::from_str(&agent) {
         config.headers.push((http::header::USER_AGENT, value));
     }
-    kube::Client::try_from(config).context("creating the Kubernetes client")
+    Ok(config)
 }

@@ -293,10 +293,26 @@ pub async fn run(
 }
 
 /// Build a controller: its [`Handle`] at once, and the future that runs it until its
-/// watch ends (nothing happens until that future is polled).
+/// watch ends (nothing happens until that future is polled). Its metrics are its
+/// own; see [`start_with_metrics`] to count the client's requests too.
 pub fn start(
     client: kube::Client,
     opts: ControllerOptions,
+    reconciled: Option<tokio::sync::mpsc::UnboundedSender<Reconciled>>,
+) -> (
+    Handle,
+    impl std::future::Future<Output = Result<(), ControllerError>>,
+) {
+    start_with_metrics(client, opts, Arc::default(), reconciled)
+}
+
+/// [`start`] with metrics made beforehand — those that `client` counts its requests
+/// in ([`metrics::kube::counted_client`]). The metrics' Application and emergency
+/// stop gauges follow this controller's cache and stop flag.
+pub fn start_with_metrics(
+    client: kube::Client,
+    opts: ControllerOptions,
+    metrics: Arc<metrics::Metrics>,
     reconciled: Option<tokio::sync::mpsc::UnboundedSender<Reconciled>>,
 ) -> (
     Handle,
@@ -306,10 +322,10 @@ pub fn start(
     let ctx = Context {
         client: client.clone(),
         dest: Destination::new(client.clone(), "default"),
-        sources: Arc::new(Sources::new(
-            opts.state_dir.join("git"),
-            opts.sources.clone(),
-        )),
+        sources: Arc::new(
+            Sources::new(opts.state_dir.join("git"), opts.sources.clone())
+                .with_metrics(metrics.clone()),
+        ),
         stop: StopFlag::default(),
         leader: match &opts.election {
             None => LeaderFlag::always(),
@@ -319,11 +335,12 @@ pub fn start(
             opts.state_dir.join("charts"),
         )),
         caps: Default::default(),
-        metrics: Arc::new(metrics::Metrics::default()),
+        metrics,
         opts: opts.clone(),
         health_rules: health_rules::ClusterHealthRules::default(),
     };
     let (store, writer) = reflector::store();
+    ctx.metrics.follow_fleet(store.clone(), ctx.stop.clone());
     let handle = Handle {
         client: client.clone(),
         namespace: opts.namespace.clone(),
@@ -432,6 +449,7 @@ async fn running(
             }
             Ok(watcher::Event::Delete(app)) => {
                 let key = (app.namespace().unwrap_or_default(), app.name_any());
+                shared.ctx.metrics.forget_application(&key.0, &key.1);
                 shared.scheduler.remove(&key);
                 shared
                     .seen
@@ -549,7 +567,9 @@ async fn worker(shared: Arc<Shared>) {
             m.remove(&key).unwrap_or_default()
         };
         tracing::debug!(app = %format!("{}/{}", key.0, key.1), trigger = trigger.as_str(), "reconciling");
+        let started = Instant::now();
         let next = reconcile::reconcile(app.clone(), trigger, &shared.ctx, &mut memory).await;
+        shared.ctx.metrics.reconciled(started.elapsed());
         tracing::debug!(app = %format!("{}/{}", key.0, key.1), next = ?next.after, "reconciled");
         // the self-heal delay grows while healed drift keeps coming back
         if trigger == Trigger::Drift && next.synced {

@@ -13,6 +13,8 @@ use capstan_engine::render::{self, DesiredObject, RenderError, RenderOptions, Sc
 use capstan_engine::source::git::CheckoutError;
 use capstan_engine::source::{Checkout, GitCache, GitError, GitSource, confine};
 
+use crate::metrics::Metrics;
+
 /// Why a source could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -65,6 +67,7 @@ pub struct Sources {
     tree_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     renders: Mutex<RenderCache>,
     counters: Mutex<Counters>,
+    metrics: Arc<Metrics>,
 }
 
 /// What the caches did, for tests and logs.
@@ -97,7 +100,15 @@ impl Sources {
             tree_locks: Mutex::default(),
             renders: Mutex::default(),
             counters: Mutex::default(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Record the fetches that go to the remote in `metrics`
+    /// (`capstan_git_fetch_duration_seconds`, `capstan_git_requests_total`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// What the caches did so far.
@@ -123,9 +134,13 @@ impl Sources {
         }
         let git = self.git.clone();
         let s = src.clone();
-        tokio::task::spawn_blocking(move || git.fetch(&s))
+        let started = Instant::now();
+        let fetched = tokio::task::spawn_blocking(move || git.fetch(&s))
             .await
-            .map_err(|e| SourceError::Internal(e.to_string()))??;
+            .map_err(|e| SourceError::Internal(e.to_string()))?;
+        self.metrics
+            .git_fetch(&src.url, started.elapsed(), fetched.is_ok());
+        fetched?;
         *last = Some(Instant::now());
         self.count(|c| c.fetches += 1);
         Ok(())

@@ -129,12 +129,17 @@ impl TestCluster {
     /// A kube-rs client for this server. Must be awaited inside a tokio runtime:
     /// from a synchronous test use `cluster.block_on(cluster.client())`.
     pub async fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.config().await).expect("kube client for the test cluster")
+    }
+
+    /// The kube-rs configuration of [`client`](Self::client), to build a client with
+    /// layers of its own (the controller's request counter).
+    pub async fn config(&self) -> kube::Config {
         let kc = kube::config::Kubeconfig::from_yaml(self.kubeconfig_yaml())
             .expect("the test cluster's kubeconfig parses");
-        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
-            .expect("the test cluster's kubeconfig loads");
-        kube::Client::try_from(config).expect("kube client for the test cluster")
+            .expect("the test cluster's kubeconfig loads")
     }
 
     /// Run `fut` to completion on the cluster's runtime (for kube-rs calls from

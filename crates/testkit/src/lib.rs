@@ -12,6 +12,8 @@
 //! - [`process`] — running child processes bounded in time.
 //! - [`receiver`] — an HTTP receiver on loopback that records what arrives and answers
 //!   `200`, fails the first requests, or hangs (webhook, Slack, Teams, forge APIs).
+//! - [`prometheus`] — Debian's `prometheus` on loopback scraping given targets, with
+//!   its storage in a temporary directory, queried through its HTTP API.
 //! - [`registry`] — Debian's `docker-registry` (distribution 2.8) on loopback with
 //!   anonymous, basic or bearer-token auth (token server in process), image pushes, and
 //!   a paging front that serves tag lists in pages with `Link` headers.
@@ -29,6 +31,7 @@ pub mod cluster;
 pub mod git;
 pub mod https;
 pub mod process;
+pub mod prometheus;
 pub mod receiver;
 pub mod registry;
 pub mod repo;
@@ -39,6 +42,7 @@ pub mod tools;
 pub use cluster::TestCluster;
 pub use git::{BasicAuth, GitServer};
 pub use https::HttpsFront;
+pub use prometheus::Prometheus;
 pub use receiver::Receiver;
 pub use registry::{RegistryAuth, RegistryServer};
 pub use repo::{TestRepo, copy_tree};

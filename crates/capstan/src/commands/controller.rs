@@ -135,7 +135,9 @@ pub fn options(cmd: &ControllerCommand) -> ControllerOptions {
 }
 
 pub async fn run(cmd: ControllerCommand) -> anyhow::Result<ExitCode> {
-    let client = crate::kube::client(&cmd.cluster).await?;
+    // the metrics exist before the client, which counts its requests in them
+    let metrics = std::sync::Arc::new(capstan_controller::metrics::Metrics::default());
+    let client = crate::kube::counted_client(&cmd.cluster, &metrics).await?;
     if !cmd.skip_crds {
         capstan_controller::install::install_crds(&client)
             .await
@@ -152,7 +154,7 @@ pub async fn run(cmd: ControllerCommand) -> anyhow::Result<ExitCode> {
             ""
         }
     );
-    let (handle, controller) = capstan_controller::start(client, opts, None);
+    let (handle, controller) = capstan_controller::start_with_metrics(client, opts, metrics, None);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let serving = match server {
         Some(opts) => {

@@ -122,8 +122,9 @@ fn line(key: &str, st: &ApplicationStatus) -> String {
 
 pub async fn run(cmd: UpCommand) -> anyhow::Result<ExitCode> {
     let mut server = None;
+    let metrics = std::sync::Arc::new(capstan_controller::metrics::Metrics::default());
     let client = if cmd.cluster.kubeconfig.is_some() || cmd.cluster.context.is_some() {
-        crate::kube::client(&cmd.cluster).await?
+        crate::kube::counted_client(&cmd.cluster, &metrics).await?
     } else {
         let kubeconfig = cmd.dir.join("kubeconfig");
         let mut opts = capstan_apiserver::ServerOptions {
@@ -150,10 +151,13 @@ pub async fn run(cmd: UpCommand) -> anyhow::Result<ExitCode> {
                 .unwrap_or(kubeconfig.clone())
                 .display()
         );
-        let client = crate::kube::client(&ClusterArgs {
-            kubeconfig: Some(kubeconfig),
-            context: None,
-        })
+        let client = crate::kube::counted_client(
+            &ClusterArgs {
+                kubeconfig: Some(kubeconfig),
+                context: None,
+            },
+            &metrics,
+        )
         .await?;
         server = Some(started);
         client
@@ -223,7 +227,8 @@ pub async fn run(cmd: UpCommand) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Reconciled>();
-    let (handle, controller) = capstan_controller::start(client, opts, Some(tx));
+    let (handle, controller) =
+        capstan_controller::start_with_metrics(client, opts, metrics, Some(tx));
     let bound = match capstan_server::bind(cmd.listen).await {
         Ok(b) => b,
         Err(_) if cmd.listen.port() != 0 => {

@@ -10,6 +10,7 @@ mod deploy;
 mod health;
 mod images;
 mod import;
+mod metrics;
 mod notify;
 mod preview;
 mod up;

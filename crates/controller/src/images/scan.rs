@@ -36,7 +36,11 @@ impl Automation {
             .await;
             return every;
         }
-        match self.scan_tags(repo).await {
+        let scanned = self.scan_tags(repo).await;
+        self.ctx
+            .metrics
+            .image_scan(scanned.as_ref().map(|_| ()).map_err(|(reason, _)| *reason));
+        match scanned {
             Ok(tags) => {
                 let count = tags.len();
                 let mut sorted = tags.clone();

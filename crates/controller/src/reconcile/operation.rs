@@ -134,6 +134,8 @@ impl Pass<'_> {
         let started = now();
         let report = sync::sync(&planned.dest, desired.to_vec(), revision, &opts).await;
         let phase = phase(&report);
+        ctx.metrics
+            .sync_finished(&self.namespace, &self.name, phase);
         let summary = change_summary(&report);
         let mut message = match &report.error {
             None => format!("synced to {}", revision.short()),
