@@ -1,0 +1,4 @@
+//! The integration tests of `capstan-server`, one module per area, linked into one
+//! test binary. One area: `cargo nextest run -p capstan-server -E 'test(/^AREA::/)'`.
+
+mod api;
