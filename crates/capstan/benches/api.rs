@@ -224,7 +224,7 @@ async fn run(cluster: &TestCluster, apps: usize, requests: usize) {
         ("text q=web-012", "q=web-012"),
         (
             "repo + namespace, sort -lastSync",
-            "repo=fleet-7&namespace=team-b&sort=-lastSync",
+            "repo=fleet-7.git&namespace=team-d&sort=-lastSync",
         ),
     ];
     println!("| query | matches | rows | p50 ms | p99 ms | body KiB |");

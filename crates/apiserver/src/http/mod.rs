@@ -165,7 +165,9 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response> {
             if let Some(t) = parse_resource_path("authentication.k8s.io", "v1", &["tokenreviews"]) {
                 record(state, &t, &req);
             }
-            let body = request::decode(&request::read_body(req.into_body()).await?, false)?;
+            let headers = req.headers().clone();
+            let bytes = request::read_body(req.into_body()).await?;
+            let body = request::decode_object(&headers, &bytes)?;
             let review = state.authn.token_review(&state.cluster, &body)?;
             Ok(json_response(StatusCode::CREATED, &review, &[]))
         }
@@ -182,7 +184,9 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response> {
             if let Some(t) = parse_resource_path("", "v1", &rest_of(&segs, 2)) {
                 record(state, &t, &req);
             }
-            let body = request::decode(&request::read_body(req.into_body()).await?, false)?;
+            let headers = req.headers().clone();
+            let bytes = request::read_body(req.into_body()).await?;
+            let body = request::decode_object(&headers, &bytes)?;
             let issued = state
                 .authn
                 .token_request(&state.cluster, &ns, &name, &body)?;

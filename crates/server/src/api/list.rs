@@ -411,14 +411,25 @@ impl ListQuery {
     }
 }
 
+/// Whether `hay` contains `needle` (lowercase), ignoring ASCII case, without allocating.
 fn contains_ci(hay: &str, needle: &str) -> bool {
-    hay.to_lowercase().contains(needle)
+    let n = needle.as_bytes();
+    n.is_empty()
+        || hay
+            .as_bytes()
+            .windows(n.len())
+            .any(|w| w.eq_ignore_ascii_case(n))
 }
 
 fn text_matches(app: &Application, t: &str) -> bool {
     let ns = app.metadata.namespace.as_deref().unwrap_or("");
     let name = app.metadata.name.as_deref().unwrap_or("");
-    if contains_ci(&format!("{ns}/{name}"), t)
+    let in_key = match t.split_once('/') {
+        // `namespace/name`, or a part of it across the slash
+        Some((a, b)) => ns.ends_with(a) && name.starts_with(b),
+        None => contains_ci(ns, t) || contains_ci(name, t),
+    };
+    if in_key
         || contains_ci(repo_of(app), t)
         || app
             .spec
@@ -477,6 +488,23 @@ pub struct ListResponse {
     pub emergency_stop: bool,
 }
 
+fn bump(counts: &mut BTreeMap<String, usize>, state: &str) {
+    match counts.get_mut(state) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(state.to_string(), 1);
+        }
+    }
+}
+
+/// The sort key every order ends with: namespace, then name.
+fn key(a: &Application) -> (&str, &str) {
+    (
+        a.metadata.namespace.as_deref().unwrap_or(""),
+        a.metadata.name.as_deref().unwrap_or(""),
+    )
+}
+
 /// Filter, count, sort and page `apps`.
 pub fn select(
     apps: &[Arc<Application>],
@@ -497,21 +525,15 @@ pub fn select(
             continue;
         }
         counts.total += 1;
-        *counts.sync.entry(sync_of(app).to_string()).or_default() += 1;
-        *counts.health.entry(health_of(app).to_string()).or_default() += 1;
+        bump(&mut counts.sync, sync_of(app));
+        bump(&mut counts.health, health_of(app));
         counts.suspended += usize::from(app.spec.suspend);
         if q.keeps_state(app) {
             matched.push(app);
         }
     }
-    let key = |a: &Application| {
-        (
-            a.metadata.namespace.clone().unwrap_or_default(),
-            a.metadata.name.clone().unwrap_or_default(),
-        )
-    };
     match q.sort.as_str() {
-        "-name" => matched.sort_by_key(|a| std::cmp::Reverse(key(a))),
+        "-name" => matched.sort_by(|a, b| key(b).cmp(&key(a))),
         "sync" => matched.sort_by(|a, b| (sync_of(a), key(a)).cmp(&(sync_of(b), key(b)))),
         "health" => matched.sort_by(|a, b| (health_of(a), key(a)).cmp(&(health_of(b), key(b)))),
         // RFC 3339 UTC sorts as text; never synced goes last either way
@@ -534,7 +556,7 @@ pub fn select(
                     key(b),
                 ))
         }),
-        _ => matched.sort_by_key(|a| key(a)),
+        _ => matched.sort_by(|a, b| key(a).cmp(&key(b))),
     }
     let total = matched.len();
     let rows = matched

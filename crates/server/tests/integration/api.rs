@@ -126,6 +126,10 @@ async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut f: impl Fn
 
 impl Env {
     async fn start() -> Env {
+        Env::start_with(Default::default()).await
+    }
+
+    async fn start_with(api: capstan_server::api::ApiOptions) -> Env {
         let cluster = TestCluster::start();
         let client = cluster.client().await;
         capstan_controller::install::install_crds(&client)
@@ -180,6 +184,7 @@ impl Env {
         let base = format!("http://{}", bound.addr);
         let server_opts = capstan_server::ServerOptions {
             listen: bound.addr,
+            api,
             ..Default::default()
         };
         let app_state = capstan_server::AppState::new(handle, server_opts);
@@ -871,5 +876,31 @@ fn a_service_account_token_is_checked_with_a_token_review() {
             matches!(&err, kube::Error::Api(s) if s.code == 403),
             "{err:?}"
         );
+    });
+}
+
+#[test]
+fn the_metrics_need_a_viewer_token_when_so_configured() {
+    run(async {
+        let env = Env::start_with(capstan_server::api::ApiOptions {
+            metrics_auth: true,
+            ..Default::default()
+        })
+        .await;
+        let env = &env;
+        let (code, _) = env.call("GET", "/metrics", None, None).await;
+        assert_eq!(code, 401);
+        let (code, body) = env.call("GET", "/metrics", Some(NOBODY), None).await;
+        assert_eq!(
+            (code, body["requiredRole"].as_str()),
+            (403, Some("viewer")),
+            "{body}"
+        );
+        let (code, _) = env.call("GET", "/metrics", Some(VIEWER), None).await;
+        assert_eq!(code, 200);
+        for open in ["/healthz", "/readyz"] {
+            let (code, _) = env.call("GET", open, None, None).await;
+            assert_eq!(code, 200, "{open}");
+        }
     });
 }
