@@ -264,6 +264,12 @@ impl ApiError {
         .with_details(gr, name)
     }
 
+    /// 403 Forbidden for a request that is not about one object (kube-apiserver's
+    /// `forbidden: User "…" cannot get path "…"`).
+    pub fn forbidden_request(message: impl Into<String>) -> Self {
+        ApiError::new(403, "Forbidden", message)
+    }
+
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         ApiError::new(405, "MethodNotAllowed", message)

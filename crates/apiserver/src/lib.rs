@@ -164,7 +164,7 @@ impl ApiServer {
 
         let state = Arc::new(http::AppState {
             cluster: cluster.clone(),
-            token: identity.token.clone(),
+            authn: http::authn::Authenticator::new(&identity.token),
             server_address,
             bookmark_interval: opts.bookmark_interval,
             request_log: opts.request_log.clone(),

@@ -23,9 +23,7 @@ use std::time::{Duration, Instant};
 
 use capstan_controller::crd::{HealthStatus, SyncStatus};
 use capstan_controller::metrics::Metrics;
-use capstan_controller::{
-    Application, ApplicationSpec, ApplicationStatus, Handle, LeaderFlag, StopFlag,
-};
+use capstan_controller::{Application, ApplicationSpec, ApplicationStatus, LeaderFlag, StopFlag};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
 
@@ -111,14 +109,20 @@ fn measure(apps: usize, scrapes: usize, rt: &tokio::runtime::Runtime) -> Row {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         kube::Client::try_from(config).unwrap()
     });
-    let handle = Handle {
-        client,
-        namespace: "capstan-system".into(),
-        applications: store,
-        stop,
-        leader: LeaderFlag::always(),
-        metrics: metrics.clone(),
-    };
+    // a controller that is never run: its Handle, pointed at the filled cache
+    let (mut handle, _never_run) = rt.block_on(async {
+        capstan_controller::start_with_metrics(
+            client,
+            capstan_controller::ControllerOptions::default(),
+            metrics.clone(),
+            None,
+        )
+    });
+    handle.applications = store.clone();
+    handle.stop = stop.clone();
+    handle.leader = LeaderFlag::always();
+    // start_with_metrics pointed the metrics at its own (empty) cache: the filled one again
+    metrics.follow_fleet(store, stop);
     let bound = rt
         .block_on(capstan_server::bind("127.0.0.1:0".parse().unwrap()))
         .unwrap();

@@ -48,7 +48,7 @@ pub struct AuditRecordSpec {
     /// `namespace/name` of the Application (or of the ImageUpdate, for `image-update`),
     /// or `*` for cluster-wide actions.
     pub application: String,
-    /// `sync`, `rollback`, `revert`, `stop`, `resume`, `suspend`, `unsuspend`,
+    /// `sync`, `rollback`, `revert`, `stop`, `resume`, `suspend`, `unsuspend`, `refresh`,
     /// `image-update` (a write-back of an ImageUpdate: `application` names it).
     pub action: String,
     /// What triggered it: `automated`, `manual`, `webhook`, `rollback`, `self-heal`, or the actor.
@@ -144,6 +144,7 @@ fn event_text(spec: &AuditRecordSpec) -> (String, &'static str, String) {
         ("resume", _) if spec.application == "*" => "EmergencyStopLifted",
         ("suspend", _) => "Suspended",
         ("unsuspend", _) => "Resumed",
+        ("refresh", _) => "RefreshRequested",
         (other, _) => other,
     };
     let kind = if failed || spec.action == "stop" {

@@ -9,6 +9,9 @@
 //!   drift detection and self-heal (with its own growing, capped delay);
 //! - [`sources`]: one fetch per repository per window shared by all Applications,
 //!   one extracted tree per commit, rendered output cached;
+//! - [`actions`]: what a person asks for (sync, rollback, refresh, suspend, stop),
+//!   shared by the CLI and the HTTP API;
+//! - [`inspect`]: one Application's resource tree and the diff of one resource;
 //! - [`stop`]: the emergency stop; [`leader`]: leader election; [`audit`]: the audit
 //!   log; [`reconcile`]: one Application from source to status;
 //! - [`notify`]: Notifications — events read from the Applications' status, sent
@@ -22,11 +25,13 @@
 //! after its backoff, the next comparison after a jittered interval — which the
 //! keyed [`scheduler`] does in one place.
 
+pub mod actions;
 pub mod audit;
 pub mod crd;
 pub mod credentials;
 pub mod health_rules;
 pub mod images;
+pub mod inspect;
 pub mod install;
 pub mod leader;
 pub mod metrics;
@@ -264,9 +269,29 @@ pub struct Handle {
     pub leader: LeaderFlag,
     /// The process's metrics.
     pub metrics: Arc<metrics::Metrics>,
+    /// What reconciles use (shared sources and render cache, discovery), for
+    /// [`Handle::tree`] and [`Handle::resource`].
+    ctx: Context,
 }
 
 impl Handle {
+    /// `app`'s resources with the live objects they own; see [`inspect::tree`].
+    pub async fn tree(
+        &self,
+        app: &Application,
+    ) -> Result<Vec<inspect::TreeNode>, inspect::InspectError> {
+        inspect::tree(app, &self.ctx).await
+    }
+
+    /// One resource of `app`: live, desired, diff; see [`inspect::resource`].
+    pub async fn resource(
+        &self,
+        app: &Application,
+        id: &capstan_core::ObjectRef,
+    ) -> Result<inspect::ResourceView, inspect::InspectError> {
+        inspect::resource(app, id, &self.ctx).await
+    }
+
     /// Ready to serve: the Applications have been listed and the emergency stop read.
     pub fn is_ready(&self) -> bool {
         self.stop.is_known() && self.applications_listed()
@@ -348,6 +373,7 @@ pub fn start_with_metrics(
         stop: ctx.stop.clone(),
         leader: ctx.leader.clone(),
         metrics: ctx.metrics.clone(),
+        ctx: ctx.clone(),
     };
     (handle, running(ctx, store, writer, reconciled))
 }

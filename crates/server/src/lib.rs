@@ -2,7 +2,8 @@
 //!
 //! - `/healthz` (the process answers) and `/readyz` (the Applications are listed and
 //!   the emergency stop read; the body says whether this replica leads);
-//! - `/metrics`: the controller's Prometheus metrics;
+//! - `/metrics`: the controller's Prometheus metrics (open, or for `viewer` tokens
+//!   with [`api::ApiOptions::metrics_auth`]);
 //! - `/webhooks/{provider}`: signed push webhooks from Git forges and registries,
 //!   which refresh the Applications (or scan the ImageRepositories) they name;
 //! - `/api/v1/...`: the authenticated JSON API (see `docs/api.md`).
@@ -10,6 +11,7 @@
 //! Nothing here reconciles: a webhook or an API action annotates the Application, and
 //! whichever replica leads acts on it, exactly as for the CLI.
 
+pub mod api;
 pub mod probes;
 pub mod webhooks;
 
@@ -34,6 +36,8 @@ pub struct ServerOptions {
     /// The Secret (in the controller's namespace) holding the webhooks' shared secrets,
     /// one key per provider (see [`webhooks`]).
     pub webhook_secret: String,
+    /// The API's tokens, role bindings and caches (see [`api`]).
+    pub api: api::ApiOptions,
 }
 
 impl Default for ServerOptions {
@@ -42,6 +46,7 @@ impl Default for ServerOptions {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             webhook_body_limit: 1024 * 1024,
             webhook_secret: webhooks::DEFAULT_SECRET.into(),
+            api: api::ApiOptions::default(),
         }
     }
 }
@@ -55,6 +60,8 @@ pub struct AppState {
     pub opts: Arc<ServerOptions>,
     /// The webhook receiver's state (secrets, deliveries seen).
     pub webhooks: Arc<webhooks::Receiver>,
+    /// The API's authentication caches.
+    pub api: Arc<api::auth::Authenticator>,
 }
 
 impl AppState {
@@ -69,6 +76,7 @@ impl AppState {
             controller,
             opts: Arc::new(opts),
             webhooks,
+            api: Arc::default(),
         }
     }
 }
@@ -80,10 +88,17 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(metrics))
         .merge(webhooks::routes(&state))
+        .nest("/api/v1", api::routes())
         .with_state(state)
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if state.opts.api.metrics_auth
+        && let Err(e) =
+            api::auth::require(&state, &headers, api::Role::Viewer, "read the metrics").await
+    {
+        return e.into_response();
+    }
     (
         StatusCode::OK,
         [(

@@ -1,7 +1,8 @@
-//! The Kubernetes REST protocol over HTTP: authentication, routing of
+//! The Kubernetes REST protocol over HTTP: authentication ([`authn`]), routing of
 //! `/api/v1/...` and `/apis/<group>/<version>/...` paths, verbs, subresources
 //! (`status`, `scale`, `finalize`) and response encoding.
 
+pub mod authn;
 pub mod discovery;
 pub mod request;
 pub mod requests;
@@ -28,8 +29,8 @@ use request::{Output, PatchKind, Query};
 pub struct AppState {
     /// The cluster served.
     pub cluster: Arc<Cluster>,
-    /// The bearer token every request must carry.
-    pub token: String,
+    /// The tokens requests may carry: the admin token, ServiceAccount tokens.
+    pub authn: authn::Authenticator,
     /// `host:port` clients reach the server at.
     pub server_address: String,
     /// Interval between watch bookmarks.
@@ -43,19 +44,13 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new().fallback(handle).with_state(state)
 }
 
-fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(value) = headers
+/// The user a request's bearer token names, if any.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Option<authn::UserInfo> {
+    let value = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(token) = value.strip_prefix("Bearer ") else {
-        return false;
-    };
-    // constant-time comparison
-    let (a, b) = (token.trim().as_bytes(), state.token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        .and_then(|v| v.to_str().ok())?;
+    let token = value.strip_prefix("Bearer ")?;
+    state.authn.authenticate(&state.cluster, token.trim())
 }
 
 async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -63,8 +58,12 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
         return (StatusCode::OK, "ok").into_response();
     }
-    if !authorized(&state, req.headers()) {
-        return ApiError::unauthorized().into_response();
+    match authenticate(&state, req.headers()) {
+        None => return ApiError::unauthorized().into_response(),
+        Some(user) if !user.is_admin() => {
+            return authn::forbidden(&user, req.method(), &path).into_response();
+        }
+        Some(_) => {}
     }
     match dispatch(&state, req).await {
         Ok(resp) => resp,
@@ -162,6 +161,37 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response> {
                 .map(|l| json_response(StatusCode::OK, &l, &[]))
                 .ok_or_else(|| ApiError::no_route(&path))
         }
+        ["apis", "authentication.k8s.io", "v1", "tokenreviews"] if req.method() == Method::POST => {
+            if let Some(t) = parse_resource_path("authentication.k8s.io", "v1", &["tokenreviews"]) {
+                record(state, &t, &req);
+            }
+            let headers = req.headers().clone();
+            let bytes = request::read_body(req.into_body()).await?;
+            let body = request::decode_object(&headers, &bytes)?;
+            let review = state.authn.token_review(&state.cluster, &body)?;
+            Ok(json_response(StatusCode::CREATED, &review, &[]))
+        }
+        [
+            "api",
+            "v1",
+            "namespaces",
+            ns,
+            "serviceaccounts",
+            name,
+            "token",
+        ] if req.method() == Method::POST => {
+            let (ns, name) = (ns.to_string(), name.to_string());
+            if let Some(t) = parse_resource_path("", "v1", &rest_of(&segs, 2)) {
+                record(state, &t, &req);
+            }
+            let headers = req.headers().clone();
+            let bytes = request::read_body(req.into_body()).await?;
+            let body = request::decode_object(&headers, &bytes)?;
+            let issued = state
+                .authn
+                .token_request(&state.cluster, &ns, &name, &body)?;
+            Ok(json_response(StatusCode::CREATED, &issued, &[]))
+        }
         ["api", v, rest @ ..] => match parse_resource_path("", v, rest) {
             Some(t) => {
                 record(state, &t, &req);
@@ -178,6 +208,10 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response> {
         },
         _ => Err(ApiError::no_route(&path)),
     }
+}
+
+fn rest_of<'a>(segs: &[&'a str], from: usize) -> Vec<&'a str> {
+    segs.get(from..).unwrap_or_default().to_vec()
 }
 
 fn record(state: &AppState, t: &Target, req: &Request) {

@@ -558,3 +558,55 @@ fn scale_and_status_subresources() {
         "{managers}"
     );
 }
+
+#[test]
+fn a_service_account_token_authenticates_but_is_not_authorized() {
+    // `kubectl create token` sends a protobuf body (not supported, 415), so the token is
+    // asked for as kube-rs does, and used with kubectl
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kube::api::{Api, PostParams};
+    let s = TestServer::start();
+    s.apply(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: deployer\n  namespace: default\n",
+    );
+    let server = &s;
+    let request = |expiration: i64, name: &'static str| {
+        server.block_on(async move {
+            let api: Api<ServiceAccount> = Api::namespaced(server.client().await, "default");
+            let req = TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    expiration_seconds: Some(expiration),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            api.create_token_request(name, &PostParams::default(), &req)
+                .await
+        })
+    };
+    let token = request(3600, "deployer")
+        .unwrap()
+        .status
+        .unwrap()
+        .token
+        .unwrap();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    // the server knows who it is, and, with no RBAC, authorizes only its admin token
+    let out = s.kubectl(&["get", "configmaps", "--token", &token]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("Forbidden") && err.contains("system:serviceaccount:default:deployer"),
+        "{err}"
+    );
+    // an unknown ServiceAccount, or a too short lifetime, is refused as kube-apiserver does
+    let e = request(3600, "nobody").unwrap_err();
+    assert!(matches!(&e, kube::Error::Api(s) if s.code == 404), "{e:?}");
+    let e = request(60, "deployer").unwrap_err();
+    assert!(e.to_string().contains("10 minutes"), "{e}");
+    // a token of a deleted ServiceAccount authenticates nobody
+    s.kubectl_ok(&["delete", "serviceaccount", "deployer"]);
+    let out = s.kubectl(&["get", "configmaps", "--token", &token]);
+    assert!(stderr(&out).contains("Unauthorized"), "{}", stderr(&out));
+}

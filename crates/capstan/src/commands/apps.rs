@@ -7,15 +7,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use capstan_controller::audit::{self, AuditRecordSpec};
-use capstan_controller::crd::{Application, HistoryEntry};
-use capstan_controller::{
-    REFRESH_ANNOTATION, SYNC_ANNOTATION, SYSTEM_NAMESPACE, SyncRequest, now, stop,
-};
+use capstan_controller::crd::Application;
+use capstan_controller::{SYSTEM_NAMESPACE, actions, audit, stop};
 use clap::{Args, Subcommand};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use serde_json::{Value, json};
+use kube::api::{Api, ListParams};
+use serde_json::Value;
 
 use crate::args::{ClusterArgs, Format};
 use crate::print;
@@ -337,38 +334,10 @@ pub struct SyncCommand {
     scope: Scope,
 }
 
-/// The field manager of the CLI's own edits: `capstan:USER` (at most 128 characters,
-/// as the API server requires).
-fn field_manager() -> String {
-    format!("capstan:{}", who()).chars().take(128).collect()
-}
-
 pub(crate) fn who() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into())
-}
-
-pub(crate) async fn request_sync(
-    api: &Api<Application>,
-    name: &str,
-    req: &SyncRequest,
-    extra: Option<Value>,
-) -> anyhow::Result<()> {
-    let mut patch =
-        json!({"metadata": {"annotations": {SYNC_ANNOTATION: serde_json::to_string(req)?}}});
-    // Not `json_patch::merge`: that would apply the nulls (deletions) in `extra` to the
-    // patch itself and drop them, where they must reach the server.
-    if let Some(Value::Object(extra)) = extra {
-        patch
-            .as_object_mut()
-            .expect("the patch is an object")
-            .extend(extra);
-    }
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .with_context(|| format!("requesting a sync of {name}"))?;
-    Ok(())
 }
 
 /// Wait until the controller reports the request's operation; returns its phase.
@@ -395,30 +364,14 @@ pub(crate) async fn wait_for(
     }
 }
 
-pub(crate) fn request_id() -> String {
-    format!(
-        "{}-{}",
-        jiff::Timestamp::now().as_millisecond(),
-        std::process::id()
-    )
-}
-
 pub async fn sync(cmd: SyncCommand) -> anyhow::Result<ExitCode> {
     let (client, ns) = cmd.scope.client().await?;
-    let api: Api<Application> = Api::namespaced(client, &ns);
-    api.get_opt(&cmd.name)
-        .await?
-        .with_context(|| format!("application {ns}/{} not found", cmd.name))?;
-    let req = SyncRequest {
-        id: request_id(),
-        revision: cmd.revision.clone().unwrap_or_default(),
-        trigger: "manual".into(),
-        by: who(),
-        prune: cmd.prune.then_some(true),
-        history_id: None,
-        commit: String::new(),
+    let opts = actions::SyncOptions {
+        revision: cmd.revision.clone(),
+        prune: cmd.prune,
     };
-    request_sync(&api, &cmd.name, &req, None).await?;
+    let req = actions::sync(&client, &ns, &cmd.name, &opts, &who()).await?;
+    let api: Api<Application> = Api::namespaced(client, &ns);
     if cmd.no_wait {
         eprintln!("sync of {ns}/{} requested", cmd.name);
         return Ok(ExitCode::SUCCESS);
@@ -500,56 +453,15 @@ pub struct RollbackCommand {
 
 pub async fn rollback(cmd: RollbackCommand) -> anyhow::Result<ExitCode> {
     let (client, ns) = cmd.scope.client().await?;
+    let (req, target) = actions::rollback(&client, &ns, &cmd.name, cmd.id, &who())
+        .await
+        .map_err(|e| match e {
+            actions::ActionError::NoHistoryEntry { .. } => {
+                anyhow::anyhow!("{e} (see `capstan history {}`)", cmd.name)
+            }
+            e => e.into(),
+        })?;
     let api: Api<Application> = Api::namespaced(client, &ns);
-    let app = api
-        .get_opt(&cmd.name)
-        .await?
-        .with_context(|| format!("application {ns}/{} not found", cmd.name))?;
-    let history = app.status.clone().unwrap_or_default().history;
-    let current = history
-        .first()
-        .map(|h| h.revision.clone())
-        .unwrap_or_default();
-    let target: HistoryEntry = match cmd.id {
-        Some(id) => history
-            .iter()
-            .find(|h| h.id == id)
-            .cloned()
-            .with_context(|| {
-                format!(
-                    "no history entry {id} for {ns}/{} (see `capstan history {}`)",
-                    cmd.name, cmd.name
-                )
-            })?,
-        None => history
-            .iter()
-            .find(|h| h.result == "Succeeded" && h.revision != current)
-            .cloned()
-            .with_context(|| {
-                format!(
-                    "{ns}/{} has no earlier successful revision to roll back to",
-                    cmd.name
-                )
-            })?,
-    };
-    let req = SyncRequest {
-        id: request_id(),
-        revision: target.revision.clone(),
-        trigger: "rollback".into(),
-        by: who(),
-        prune: None,
-        history_id: Some(target.id),
-        commit: String::new(),
-    };
-    // As Argo CD does: a rollback turns automated sync off, or the next comparison
-    // would sync forward again.
-    request_sync(
-        &api,
-        &cmd.name,
-        &req,
-        Some(json!({"spec": {"syncPolicy": {"automated": null}}})),
-    )
-    .await?;
     let (phase, message) = wait_for(&api, &cmd.name, &req.id, cmd.timeout).await?;
     crate::outln!(
         "{ns}/{}: rolled back to {} (history {}): {phase}: {message}; automated sync is now off",
@@ -575,50 +487,14 @@ pub struct AppCommand {
 
 pub async fn refresh(cmd: AppCommand) -> anyhow::Result<ExitCode> {
     let (client, ns) = cmd.scope.client().await?;
-    let api: Api<Application> = Api::namespaced(client, &ns);
-    let patch =
-        json!({"metadata": {"annotations": {REFRESH_ANNOTATION: now() + "/" + &request_id()}}});
-    api.patch(&cmd.name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .with_context(|| format!("refreshing {ns}/{}", cmd.name))?;
+    actions::refresh(&client, &ns, &cmd.name, &who()).await?;
     eprintln!("{ns}/{}: refresh requested", cmd.name);
     Ok(ExitCode::SUCCESS)
 }
 
-async fn record(
-    client: &kube::Client,
-    ns: &str,
-    application: String,
-    action: &str,
-    details: String,
-) {
-    let spec = AuditRecordSpec {
-        time: audit::record_time(),
-        application,
-        action: action.into(),
-        trigger: "manual".into(),
-        actor: who(),
-        details,
-        ..Default::default()
-    };
-    if let Err(e) = audit::append(client, ns, spec, None).await {
-        eprintln!("warning: the audit record could not be written: {e}");
-    }
-}
-
 async fn set_suspend(cmd: AppCommand, suspend: bool) -> anyhow::Result<ExitCode> {
     let (client, ns) = cmd.scope.client().await?;
-    let api: Api<Application> = Api::namespaced(client.clone(), &ns);
-    let patch = json!({"spec": {"suspend": suspend}});
-    // The controller audits the change, naming the field manager that made it: this
-    // one names the user.
-    let params = PatchParams {
-        field_manager: Some(field_manager()),
-        ..Default::default()
-    };
-    api.patch(&cmd.name, &params, &Patch::Merge(&patch))
-        .await
-        .with_context(|| format!("updating {ns}/{}", cmd.name))?;
+    actions::set_suspend(&client, &ns, &cmd.name, suspend, &who()).await?;
     crate::outln!(
         "{ns}/{}: {}",
         cmd.name,
@@ -657,17 +533,7 @@ pub async fn resume(cmd: ResumeCommand) -> anyhow::Result<ExitCode> {
         }
         None => {
             let client = crate::kube::client(&cmd.scope.cluster).await?;
-            stop::set(&client, &cmd.system_namespace, false, "", &who())
-                .await
-                .context("lifting the emergency stop")?;
-            record(
-                &client,
-                &cmd.system_namespace,
-                "*".into(),
-                "resume",
-                String::new(),
-            )
-            .await;
+            actions::set_stop(&client, &cmd.system_namespace, false, "", &who()).await?;
             crate::outln!("emergency stop lifted: syncing resumes");
             Ok(ExitCode::SUCCESS)
         }
@@ -689,17 +555,7 @@ pub struct StopCommand {
 
 pub async fn stop(cmd: StopCommand) -> anyhow::Result<ExitCode> {
     let client = crate::kube::client(&cmd.cluster).await?;
-    stop::set(&client, &cmd.system_namespace, true, &cmd.reason, &who())
-        .await
-        .context("setting the emergency stop")?;
-    record(
-        &client,
-        &cmd.system_namespace,
-        "*".into(),
-        "stop",
-        cmd.reason.clone(),
-    )
-    .await;
+    actions::set_stop(&client, &cmd.system_namespace, true, &cmd.reason, &who()).await?;
     crate::outln!("emergency stop on: nothing is applied or pruned until `capstan resume`");
     Ok(ExitCode::SUCCESS)
 }

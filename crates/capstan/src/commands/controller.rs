@@ -71,6 +71,17 @@ pub struct ServerArgs {
     /// per provider (`github`, `gitlab`, `gitea`, `bitbucket`, `generic`, …).
     #[arg(long, default_value = capstan_server::webhooks::DEFAULT_SECRET)]
     webhook_secret: String,
+    /// The Secret (in the system namespace) of the API's static tokens: key = user
+    /// name, value = token.
+    #[arg(long, default_value = "capstan-api-tokens")]
+    api_tokens_secret: String,
+    /// The ConfigMap (in the system namespace) binding users and groups to the API's
+    /// roles (`viewer`, `operator`, `admin`), key `policy.yaml` (see docs/api.md).
+    #[arg(long, default_value = "capstan-rbac")]
+    api_rbac_configmap: String,
+    /// Serve `/metrics` only to `viewer` tokens (default: open, for Prometheus).
+    #[arg(long)]
+    metrics_auth: bool,
 }
 
 impl ServerArgs {
@@ -94,6 +105,12 @@ impl ServerArgs {
             listen,
             webhook_body_limit: self.webhook_body_limit,
             webhook_secret: self.webhook_secret.clone(),
+            api: capstan_server::api::ApiOptions {
+                tokens_secret: self.api_tokens_secret.clone(),
+                rbac_configmap: self.api_rbac_configmap.clone(),
+                metrics_auth: self.metrics_auth,
+                ..Default::default()
+            },
         }))
     }
 }

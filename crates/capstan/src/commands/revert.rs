@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use capstan_controller::SyncRequest;
+use capstan_controller::actions::{request_id, request_sync};
 use capstan_controller::crd::{Application, HistoryEntry};
 use capstan_engine::source::revert::{self, Reverted};
 use capstan_engine::source::{GitSource, Written};
@@ -15,7 +16,7 @@ use kube::ResourceExt;
 use kube::api::Api;
 use serde::Serialize;
 
-use super::apps::{Scope, request_id, request_sync, wait_for, who};
+use super::apps::{Scope, wait_for, who};
 use crate::args::{CommitArgs, Format};
 use crate::writeback;
 
@@ -191,7 +192,9 @@ pub async fn run(cmd: RevertCommand) -> anyhow::Result<ExitCode> {
         history_id: None,
         commit: commit.clone(),
     };
-    request_sync(&api, &cmd.name, &req, None).await?;
+    request_sync(&api, &cmd.name, &req, None)
+        .await
+        .with_context(|| format!("requesting a sync of {}", cmd.name))?;
     if cmd.no_wait {
         if !matches!(cmd.output, Format::Json) {
             eprintln!("sync of {ns}/{} requested", cmd.name);

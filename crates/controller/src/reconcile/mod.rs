@@ -107,6 +107,16 @@ pub(crate) struct StageFailure {
 }
 
 impl StageFailure {
+    /// The condition reason (`FetchFailed`, `RenderFailed`, …).
+    pub(crate) fn reason(&self) -> &'static str {
+        self.reason
+    }
+
+    /// What went wrong.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     fn retry(reason: &'static str, cause: impl std::fmt::Display) -> Self {
         StageFailure {
             reason,
@@ -157,6 +167,21 @@ struct Pass<'a> {
     health: Arc<CustomHealth>,
     /// Why the cluster's health rules could not be used, when they could not.
     health_rules_problem: Option<String>,
+}
+
+/// What `app` renders to now — at the revision a pending sync request or the spec
+/// names, from the shared fetch and render cache — with the destination and the plan
+/// options a sync would use. Nothing is applied (for the API's diff of one object).
+pub(crate) async fn desired(
+    app: &Application,
+    ctx: &Context,
+) -> Result<(Revision, Arc<Vec<DesiredObject>>, Destination, PlanOptions), StageFailure> {
+    let pass = Pass::new(app, Trigger::Interval, ctx);
+    pass.check_spec()?;
+    let (revision, desired) = pass.source_and_render().await?;
+    let dest = ctx.dest.with_namespace(spec::destination_namespace(app));
+    let opts = spec::plan_options(app, ctx.opts.requests_per_app);
+    Ok((revision, desired, dest, opts))
 }
 
 /// Reconcile one Application: the stages in order, or the first that failed.
