@@ -103,6 +103,9 @@ pub struct Binding {
     pub groups: Vec<String>,
 }
 
+/// Kubernetes' superuser group, `admin` in every policy.
+pub const SUPERUSERS: &str = "system:masters";
+
 /// The key of the RBAC ConfigMap holding the [`Policy`].
 pub const POLICY_KEY: &str = "policy.yaml";
 
@@ -112,8 +115,14 @@ impl Policy {
         serde_saphyr::from_str(text).map_err(|e| e.to_string())
     }
 
-    /// The highest role bound to `user` or one of `groups`.
+    /// The highest role bound to `user` or one of `groups`. The cluster's superusers
+    /// (`system:masters`) are `admin` without a binding: they can change the stop
+    /// ConfigMap and every Application with kubectl anyway, and so the kubeconfig that
+    /// `capstan up` writes works against the API on a fresh machine.
     pub fn role_of(&self, user: &str, groups: &[String]) -> Option<Role> {
+        if groups.iter().any(|g| g == SUPERUSERS) {
+            return Some(Role::Admin);
+        }
         self.bindings
             .iter()
             .filter(|b| {
@@ -323,6 +332,11 @@ mod tests {
         .unwrap();
         let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(p.role_of("alice", &[]), Some(Role::Admin));
+        assert_eq!(
+            Policy::default().role_of("kubernetes-admin", &g(&["system:masters"])),
+            Some(Role::Admin),
+            "the cluster's superusers without a binding"
+        );
         assert_eq!(
             p.role_of("bob", &g(&["platform", "system:authenticated"])),
             Some(Role::Operator)

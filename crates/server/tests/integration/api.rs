@@ -825,6 +825,22 @@ fn a_service_account_token_is_checked_with_a_token_review() {
             .unwrap();
         let token = issued.status.unwrap().token.unwrap();
 
+        // the kubeconfig's own token (what `capstan up` writes): a superuser, admin
+        let admin = env
+            ._cluster
+            .kubeconfig_yaml()
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("token: "))
+            .expect("the kubeconfig has a token")
+            .trim_matches('"')
+            .to_string();
+        let me = env.get("/api/v1/whoami", &admin).await;
+        assert_eq!(
+            (me["name"].as_str(), me["role"].as_str()),
+            (Some("kubernetes-admin"), Some("admin")),
+            "{me}"
+        );
+
         let me = env.get("/api/v1/whoami", &token).await;
         assert_eq!(me["name"], "system:serviceaccount:ci:dashboard", "{me}");
         assert_eq!(me["via"], "token-review");
