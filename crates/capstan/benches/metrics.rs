@@ -129,7 +129,17 @@ fn measure(apps: usize, scrapes: usize, rt: &tokio::runtime::Runtime) -> Row {
     let url = format!("http://{}/metrics", bound.addr);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let state = rt.block_on(async {
-        capstan_server::AppState::new(handle, capstan_server::ServerOptions::default())
+        capstan_server::AppState::new(
+            handle,
+            capstan_server::ServerOptions {
+                // the scrape's own cost, without a token check
+                api: capstan_server::api::ApiOptions {
+                    metrics_auth: false,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
     });
     let serving = rt.spawn(bound.serve(state, async {
         let _ = rx.await;

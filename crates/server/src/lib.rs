@@ -2,8 +2,8 @@
 //!
 //! - `/healthz` (the process answers) and `/readyz` (the Applications are listed and
 //!   the emergency stop read; the body says whether this replica leads);
-//! - `/metrics`: the controller's Prometheus metrics (open, or for `viewer` tokens
-//!   with [`api::ApiOptions::metrics_auth`]);
+//! - `/metrics`: the controller's Prometheus metrics, for `viewer` tokens (open to
+//!   all when [`api::ApiOptions::metrics_auth`] is off);
 //! - `/webhooks/{provider}`: signed push webhooks from Git forges and registries,
 //!   which refresh the Applications (or scan the ImageRepositories) they name;
 //! - `/api/v1/...`: the authenticated JSON API (see `docs/api.md`).

@@ -79,9 +79,10 @@ pub struct ServerArgs {
     /// roles (`viewer`, `operator`, `admin`), key `policy.yaml` (see docs/api.md).
     #[arg(long, default_value = "capstan-rbac")]
     api_rbac_configmap: String,
-    /// Serve `/metrics` only to `viewer` tokens (default: open, for Prometheus).
+    /// Serve `/metrics` to anyone who reaches the port, without a token (by default it
+    /// needs a `viewer` token, e.g. Prometheus' ServiceAccount token).
     #[arg(long)]
-    metrics_auth: bool,
+    open_metrics: bool,
 }
 
 impl ServerArgs {
@@ -108,7 +109,7 @@ impl ServerArgs {
             api: capstan_server::api::ApiOptions {
                 tokens_secret: self.api_tokens_secret.clone(),
                 rbac_configmap: self.api_rbac_configmap.clone(),
-                metrics_auth: self.metrics_auth,
+                metrics_auth: !self.open_metrics,
                 ..Default::default()
             },
         }))

@@ -63,6 +63,8 @@ fn prometheus_scrapes_the_controller_and_answers_for_the_application() {
             .arg("--state-dir")
             .arg(state.path())
             .arg(format!("--listen=127.0.0.1:{port}"))
+            // Prometheus scrapes without a token here; the API tests check the default
+            .arg("--open-metrics")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -37,7 +37,8 @@ pub struct ApiOptions {
     /// How long a successful TokenReview is reused, keyed by the token's hash
     /// (default 30 s).
     pub review_ttl: Duration,
-    /// Whether `/metrics` needs a `viewer` token (default: open, for Prometheus).
+    /// Whether `/metrics` needs a `viewer` token (default: it does; `capstan controller
+    /// --open-metrics` serves it to anyone who reaches the port).
     pub metrics_auth: bool,
 }
 
@@ -48,7 +49,7 @@ impl Default for ApiOptions {
             rbac_configmap: "capstan-rbac".into(),
             config_ttl: Duration::from_secs(2),
             review_ttl: Duration::from_secs(30),
-            metrics_auth: false,
+            metrics_auth: true,
         }
     }
 }

@@ -367,11 +367,12 @@ fn every_route_needs_a_token_and_the_role_it_names() {
                 );
             }
         }
-        // open: the probes (and the metrics, unless configured otherwise)
-        for open in ["/healthz", "/readyz", "/metrics"] {
+        // open: the probes; the metrics need a token unless configured otherwise
+        for open in ["/healthz", "/readyz"] {
             let (code, _) = env.call("GET", open, None, None).await;
             assert_eq!(code, 200, "{open}");
         }
+        assert_eq!(env.call("GET", "/metrics", None, None).await.0, 401);
         let me = env.get("/api/v1/whoami", OPERATOR).await;
         assert_eq!(
             (me["name"].as_str(), me["role"].as_str(), me["via"].as_str()),
