@@ -386,11 +386,13 @@ async fn running(
 ) -> Result<(), ControllerError> {
     let client = ctx.client.clone();
     let opts = ctx.opts.clone();
+    let (stop_tx, mut stop_rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
     tokio::spawn(
         ctx.stop
             .clone()
-            .follow(client.clone(), opts.namespace.clone(), |stopped| {
+            .follow(client.clone(), opts.namespace.clone(), move |stopped| {
                 tracing::warn!(stopped, "emergency stop changed");
+                let _ = stop_tx.send(stopped);
             }),
     );
     if let Some(election) = opts.election.clone() {
@@ -426,6 +428,16 @@ async fn running(
     for _ in 0..opts.concurrency.max(1) {
         let shared = shared.clone();
         tokio::spawn(async move { worker(shared).await });
+    }
+    {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some(stopped) = stop_rx.recv().await {
+                if !stopped {
+                    on_stop_lifted(&shared);
+                }
+            }
+        });
     }
     {
         let shared = shared.clone();
@@ -548,6 +560,28 @@ fn on_pushed(shared: &Shared, pushed: &images::Pushed) {
 }
 
 /// A managed object changed: schedule its Application(s) after the heal delay.
+/// The emergency stop was lifted: the Applications whose sync it held (their Ready
+/// condition says so) are reconciled now, not at their next interval, so a held sync
+/// request or automated sync runs at once.
+fn on_stop_lifted(shared: &Shared) {
+    let mut held = 0usize;
+    for app in shared.store.state() {
+        let blocked = app.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.reason == "EmergencyStop")
+        });
+        if blocked {
+            held += 1;
+            let key: AppKey = (app.namespace().unwrap_or_default(), app.name_any());
+            shared
+                .scheduler
+                .schedule(key, Instant::now(), Trigger::Retry);
+        }
+    }
+    tracing::info!(held, "emergency stop lifted: the syncs it held run now");
+}
+
 fn on_drift(shared: &Shared, t: tracker::Touched) {
     let memory = shared.memory.lock().unwrap_or_else(|p| p.into_inner());
     for app in shared.store.state() {

@@ -6,13 +6,15 @@
 //!   all when [`api::ApiOptions::metrics_auth`] is off);
 //! - `/webhooks/{provider}`: signed push webhooks from Git forges and registries,
 //!   which refresh the Applications (or scan the ImageRepositories) they name;
-//! - `/api/v1/...`: the authenticated JSON API (see `docs/api.md`).
+//! - `/api/v1/...`: the authenticated JSON API (see `docs/api.md`);
+//! - `/`: the web UI on the same API code and tokens (see [`ui`], `docs/ui.md`).
 //!
 //! Nothing here reconciles: a webhook or an API action annotates the Application, and
 //! whichever replica leads acts on it, exactly as for the CLI.
 
 pub mod api;
 pub mod probes;
+pub mod ui;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -62,6 +64,8 @@ pub struct AppState {
     pub webhooks: Arc<webhooks::Receiver>,
     /// The API's authentication caches.
     pub api: Arc<api::auth::Authenticator>,
+    /// The emergency stop as the UI's banner last read it.
+    pub ui_stop: Arc<ui::page::StopCache>,
 }
 
 impl AppState {
@@ -77,6 +81,7 @@ impl AppState {
             opts: Arc::new(opts),
             webhooks,
             api: Arc::default(),
+            ui_stop: Arc::default(),
         }
     }
 }
@@ -89,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(webhooks::routes(&state))
         .nest("/api/v1", api::routes())
+        .merge(ui::routes())
         .with_state(state)
 }
 

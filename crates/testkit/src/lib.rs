@@ -1,5 +1,7 @@
 //! Test support for Capstan: real servers on loopback, started and stopped by the test.
 //!
+//! - [`browser`] — Debian's headless `chromium` driven over WebDriver by its
+//!   `chromedriver`, through `fantoccini`, for the web UI's tests.
 //! - [`charts`] — Helm charts built with the real `helm package`, a chart repository
 //!   (`helm repo index` behind a small HTTP server, optional basic auth) on loopback,
 //!   `helm push` into the registry, and crafted chart archives.
@@ -25,6 +27,7 @@
 //! Everything panics with a clear message when the environment is not what the tests
 //! need (no `git`, no `kubectl`, no `docker-registry`): the tests never skip silently.
 
+pub mod browser;
 pub mod charts;
 pub mod client;
 pub mod cluster;
@@ -39,6 +42,7 @@ pub mod signing;
 pub mod ssh;
 pub mod tools;
 
+pub use browser::Browser;
 pub use cluster::TestCluster;
 pub use git::{BasicAuth, GitServer};
 pub use https::HttpsFront;

@@ -123,7 +123,8 @@ fn line(key: &str, st: &ApplicationStatus) -> String {
 pub async fn run(cmd: UpCommand) -> anyhow::Result<ExitCode> {
     let mut server = None;
     let metrics = std::sync::Arc::new(capstan_controller::metrics::Metrics::default());
-    let client = if cmd.cluster.kubeconfig.is_some() || cmd.cluster.context.is_some() {
+    let embedded = cmd.cluster.kubeconfig.is_none() && cmd.cluster.context.is_none();
+    let client = if !embedded {
         crate::kube::counted_client(&cmd.cluster, &metrics).await?
     } else {
         let kubeconfig = cmd.dir.join("kubeconfig");
@@ -239,6 +240,18 @@ pub async fn run(cmd: UpCommand) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     eprintln!("Capstan server: http://{}", bound.addr);
+    if embedded {
+        eprintln!(
+            "  web UI:   http://{}/ (log in with the kubeconfig's token: kubectl --kubeconfig {} config view --raw --minify -o jsonpath='{{.users[0].user.token}}')",
+            bound.addr,
+            cmd.dir.join("kubeconfig").display()
+        );
+    } else {
+        eprintln!(
+            "  web UI:   http://{}/ (log in with an API token; see docs/ui.md)",
+            bound.addr
+        );
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(bound.serve(
         capstan_server::AppState::new(

@@ -113,7 +113,7 @@ pub async fn get(
     }))
 }
 
-fn inspect_error(e: InspectError) -> ApiError {
+pub(crate) fn inspect_error(e: InspectError) -> ApiError {
     match &e {
         InspectError::NotManaged { .. } => ApiError::not_found(e.to_string()),
         InspectError::Render { .. } => ApiError::conflict(format!(
@@ -277,7 +277,16 @@ pub async fn events(
     auth::require(&state, &headers, Role::Viewer, "read Applications").await?;
     params(q, &[])?;
     cached(&state, &namespace, &name)?;
-    let api: Api<Event> = Api::namespaced(state.controller.client.clone(), &namespace);
+    Ok(Json(event_rows(&state, &namespace, &name).await?))
+}
+
+/// The Events on the Application `namespace/name`, newest first.
+pub(crate) async fn event_rows(
+    state: &AppState,
+    namespace: &str,
+    name: &str,
+) -> Result<Vec<EventRow>, ApiError> {
+    let api: Api<Event> = Api::namespaced(state.controller.client.clone(), namespace);
     let lp = ListParams::default().fields(&format!(
         "involvedObject.kind=Application,involvedObject.name={name}"
     ));
@@ -317,5 +326,5 @@ pub async fn events(
         })
         .collect();
     rows.sort_by(|a, b| b.last_timestamp.cmp(&a.last_timestamp));
-    Ok(Json(rows))
+    Ok(rows)
 }

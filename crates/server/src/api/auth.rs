@@ -175,7 +175,15 @@ impl Authenticator {
         state: &AppState,
         headers: &HeaderMap,
     ) -> Result<User, ApiError> {
-        let token = bearer(headers)?;
+        self.authenticate_token(state, bearer(headers)?).await
+    }
+
+    /// Who `token` names (the web UI's session cookie holds one); 401 when unknown.
+    pub async fn authenticate_token(
+        &self,
+        state: &AppState,
+        token: &str,
+    ) -> Result<User, ApiError> {
         let config = self.config(state).await?;
         let role = |name: &str, groups: &[String]| match &config.policy {
             Ok(p) => Ok(p.role_of(name, groups)),

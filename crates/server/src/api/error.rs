@@ -65,6 +65,11 @@ impl ApiError {
         }
     }
 
+    /// 403 for a reason other than a role (a form from another site).
+    pub fn forbidden_message(message: impl Into<String>) -> Self {
+        ApiError::new(403, "Forbidden", message)
+    }
+
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
         ApiError::new(404, "NotFound", message)

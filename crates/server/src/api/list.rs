@@ -380,6 +380,16 @@ impl ListQuery {
         Ok(q)
     }
 
+    /// The page asked for (from 1).
+    pub fn page(&self) -> usize {
+        self.page
+    }
+
+    /// Rows per page.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Whether the filters other than the state ones keep `app`.
     fn keeps_scope(&self, app: &Application) -> bool {
         let ns = app.metadata.namespace.as_deref().unwrap_or("");

@@ -61,7 +61,7 @@ fn secret(value: &str) -> String {
     )
 }
 
-async fn apply(client: &kube::Client, obj: Value) {
+pub(super) async fn apply(client: &kube::Client, obj: Value) {
     let (group, version) = match obj["apiVersion"].as_str().unwrap().split_once('/') {
         Some((g, v)) => (g.to_string(), v.to_string()),
         None => (
@@ -103,7 +103,7 @@ async fn apply(client: &kube::Client, obj: Value) {
 
 /// Run a test on its own runtime, and do not wait at its end for blocking work the
 /// controller may have left running (a fetch from the git server being torn down).
-fn run(test: impl Future<Output = ()>) {
+pub(super) fn run(test: impl Future<Output = ()>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -3,4 +3,5 @@
 
 mod api;
 mod support;
+mod ui;
 mod webhooks;
