@@ -109,6 +109,7 @@ fn up_syncs_the_example_and_a_commit_reaches_the_cluster() {
     );
     // the server's URL, printed; it answers
     let line = up.wait_for(&["Capstan server: http://"], Duration::from_secs(60));
+    let ui = up.wait_for(&["web UI:   http://"], Duration::from_secs(10));
     let url = line
         .split("Capstan server: ")
         .nth(1)
@@ -132,6 +133,64 @@ fn up_syncs_the_example_and_a_commit_reaches_the_cluster() {
     // kubectl sees what was applied, through the kubeconfig `up` wrote.
     let home = data.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
+
+    // the web UI: its line names how to get a token; with it, the login gives a session
+    assert!(
+        ui.contains(&format!("{url}/")) && ui.contains("config view --raw --minify"),
+        "{ui}"
+    );
+    let token = kubectl(
+        &kubeconfig,
+        &home,
+        &[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            "jsonpath={.users[0].user.token}",
+        ],
+    );
+    assert!(
+        !ui.contains(token.trim()),
+        "the token itself is not printed"
+    );
+    let _ = capstan_testkit::client::http();
+    let browser = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = browser.get(format!("{url}/")).send().unwrap();
+    assert_eq!(
+        login.status().as_u16(),
+        303,
+        "not logged in: to the login page"
+    );
+    let session = browser
+        .post(format!("{url}/login"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("token={}&next=/", token.trim()))
+        .send()
+        .unwrap();
+    assert_eq!(session.status().as_u16(), 303);
+    let cookie = session.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let list = browser
+        .get(format!("{url}/"))
+        .header("Cookie", cookie)
+        .send()
+        .unwrap();
+    assert_eq!(list.status().as_u16(), 200);
+    let list = list.text().unwrap();
+    assert!(
+        list.contains("guestbook") && list.contains("Synced"),
+        "{list}"
+    );
     let deployments = kubectl(
         &kubeconfig,
         &home,

@@ -78,6 +78,8 @@ pub(super) async fn apply(client: &kube::Client, obj: Value) {
         "ServiceAccount" => "serviceaccounts".into(),
         "ReplicaSet" => "replicasets".into(),
         "Pod" => "pods".into(),
+        "ImageRepository" => "imagerepositories".into(),
+        "ImagePolicy" => "imagepolicies".into(),
         other => panic!("no plural for {other}"),
     };
     let ar = kube::discovery::ApiResource {

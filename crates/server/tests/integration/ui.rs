@@ -384,6 +384,53 @@ fn the_example_syncs_from_the_sync_button_and_a_new_commit_shows_up_live() {
         )
         .await;
         assert_eq!(b.eval("return window.__stay || 0").await, json!(2));
+
+        // rollback to the first sync, from its history row
+        b.click("#rollback-1 > summary").await;
+        b.click("#rollback-1 button[type=submit]").await;
+        b.wait_for_text("Rollback requested", WAIT).await;
+        until(
+            &b,
+            "return document.getElementById('revision').innerText",
+            &[&first[..7]],
+        )
+        .await;
+        let back = env
+            .until_status("/status/operationState/trigger", "rollback")
+            .await;
+        assert_eq!(
+            back["status"]["sync"]["revision"],
+            first.as_str(),
+            "{}",
+            back["status"]
+        );
+        until(
+            &b,
+            "return document.querySelector('section.history').innerText",
+            &["rollback"],
+        )
+        .await;
+
+        // suspend and resume
+        act(&b, "suspend").await;
+        b.wait_for_text("Suspended: no syncs until resumed", WAIT)
+            .await;
+        until(&b, SUMMARY, &["suspended"]).await;
+        assert_eq!(env.app().await["spec"]["suspend"], true);
+        act(&b, "resume").await;
+        b.wait_for_text("Resumed.", WAIT).await;
+        assert!(
+            !until(&b, SUMMARY, &["guestbook"])
+                .await
+                .contains("suspended")
+        );
+        assert_eq!(
+            env.app().await["spec"]
+                .get("suspend")
+                .cloned()
+                .unwrap_or(json!(false)),
+            false
+        );
     });
 }
 
@@ -402,6 +449,22 @@ fn the_emergency_stop_is_a_banner_on_every_page_and_holds_syncs() {
         b.click("#pull-stop button[type=submit]").await;
         b.wait_for_text("Emergency stop: every sync is held.", WAIT)
             .await;
+        // image automation, for its page: a repository whose registry is not there
+        apply(
+            &env.client,
+            json!({
+                "apiVersion": "capstan.dev/v1alpha1", "kind": "ImageRepository",
+                "metadata": {"name": "guestbook", "namespace": "capstan-system"},
+                "spec": {"image": "127.0.0.1:9/guestbook", "interval": "1h", "insecure": true},
+            }),
+        )
+        .await;
+        apply(&env.client, json!({
+            "apiVersion": "capstan.dev/v1alpha1", "kind": "ImagePolicy",
+            "metadata": {"name": "guestbook-stable", "namespace": "capstan-system"},
+            "spec": {"imageRepositoryRef": {"name": "guestbook"}, "policy": {"semver": {"range": ">=1.0.0"}}},
+        }))
+        .await;
         for path in [
             "/",
             "/applications/capstan-system/guestbook",
@@ -424,6 +487,21 @@ fn the_emergency_stop_is_a_banner_on_every_page_and_holds_syncs() {
                 "{path}: {banner}"
             );
         }
+        let images = until(
+            &b,
+            "return document.getElementById('live').innerText",
+            &[
+                "capstan-system/guestbook",
+                "127.0.0.1:9/guestbook",
+                "capstan-system/guestbook-stable",
+                ">=1.0.0",
+            ],
+        )
+        .await;
+        assert!(
+            images.contains("Ready False"),
+            "the failed scan shows: {images}"
+        );
         // a sync asked for now is held: the controller looks at it, and does not sync
         let before = env.app().await["status"]["reconciledAt"].clone();
         b.goto(&env.url("/applications/capstan-system/guestbook"))
