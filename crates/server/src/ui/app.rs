@@ -11,6 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use capstan_controller::Application;
+use capstan_controller::audit::{self, AuditRecordSpec};
 use capstan_controller::crd::HistoryEntry;
 use capstan_controller::inspect::{ResourceView, TreeNode};
 use capstan_core::ObjectRef;
@@ -72,6 +73,15 @@ pub async fn page(
     }
     let tree = state.controller.tree(&app).await.map_err(inspect_error);
     let events = event_rows(&state, &namespace, &name).await;
+    // the change summary of each sync is in its audit record
+    let records = audit::list(
+        &state.controller.client,
+        Some(&namespace),
+        Some(&format!("{namespace}/{name}")),
+        None,
+    )
+    .await
+    .unwrap_or_default();
     let live = html! {
         (summary(&state, &session, &app))
         section.tree {
@@ -85,7 +95,7 @@ pub async fn page(
                 Err(e) => p.error { (e.message) },
             }
         }
-        (history(&session, &app))
+        (history(&session, &app, &records))
         (conditions(&app))
         section.events {
             h2 { "Events" }
@@ -341,7 +351,23 @@ fn node(app_ns: &str, app_name: &str, n: &TreeNode) -> Markup {
     }
 }
 
-fn history(session: &Session, app: &Application) -> Markup {
+/// The audit record of the sync `h` recorded: the same revision, the nearest time
+/// (within a minute).
+fn record_of<'a>(h: &HistoryEntry, records: &'a [AuditRecordSpec]) -> Option<&'a AuditRecordSpec> {
+    let at: jiff::Timestamp = h.deployed_at.parse().ok()?;
+    records
+        .iter()
+        .filter(|r| matches!(r.action.as_str(), "sync" | "rollback") && r.to_revision == h.revision)
+        .filter_map(|r| {
+            let t: jiff::Timestamp = r.time.parse().ok()?;
+            let apart = (t - at).get_seconds().abs();
+            (apart <= 60).then_some((apart, r))
+        })
+        .min_by_key(|(apart, _)| *apart)
+        .map(|(_, r)| r)
+}
+
+fn history(session: &Session, app: &Application, records: &[AuditRecordSpec]) -> Markup {
     let st = app.status.clone().unwrap_or_default();
     let current = st
         .sync
@@ -359,7 +385,7 @@ fn history(session: &Session, app: &Application) -> Markup {
             h2 { "History" }
             @if entries.is_empty() { p.empty { "No syncs yet." } } @else {
                 table {
-                    thead { tr { th { "#" } th { "Revision" } th { "Commit" } th { "Author" } th { "Trigger" } th { "Result" } th { "Deployed" } th {} } }
+                    thead { tr { th { "#" } th { "Revision" } th { "Commit" } th { "Author" } th { "Trigger" } th { "Result" } th { "Changes" } th { "Deployed" } th {} } }
                     tbody { @for h in &entries { tr {
                         td { (h.id) }
                         td { code title=(h.revision) { (short(&h.revision)) } }
@@ -367,6 +393,10 @@ fn history(session: &Session, app: &Application) -> Markup {
                         td { (h.author) }
                         td { (h.trigger) }
                         td { (badge(&h.result)) }
+                        td.sub { @if let Some(r) = record_of(h, records) {
+                            @for (k, v) in &r.summary { (k) ": " (v) " " }
+                            @if !r.actor.is_empty() { div { "by " (r.actor) } }
+                        } }
                         td { @if let Some(a) = age_of(&h.deployed_at) { (ago(a)) " ago" } }
                         td {
                             @if session.can(Role::Operator) && h.result == "Succeeded" && h.revision != current {

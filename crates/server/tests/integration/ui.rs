@@ -258,7 +258,7 @@ fn the_example_syncs_from_the_sync_button_and_a_new_commit_shows_up_live() {
         until(
             &b,
             "return document.querySelector('section.history').innerText",
-            &[&first[..7], "manual", "Succeeded"],
+            &[&first[..7], "manual", "Succeeded", "created: 5", "by olga"],
         )
         .await;
         // the example's objects in the tree, with what a cluster's controllers would make
@@ -554,12 +554,24 @@ fn the_emergency_stop_is_a_banner_on_every_page_and_holds_syncs() {
 fn a_viewer_has_no_buttons_and_forms_without_the_session_token_or_from_elsewhere_are_refused() {
     run(async {
         let env = Env::start().await;
+        apply(&env.client, json!({
+            "apiVersion": "capstan.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "guestbook", "namespace": "capstan-system"},
+            "spec": {"source": {"repoURL": env.git_url(), "path": "guestbook"}, "destination": {"namespace": "guestbook"}, "dependsOn": ["database"]},
+        }))
+        .await;
         let b = env.browser(VIEWER).await;
         until(&b, ROW, &["guestbook"]).await;
         assert!(!b.has("#pull-stop").await, "a viewer has no stop button");
         b.goto(&env.url("/applications/capstan-system/guestbook"))
             .await;
         until(&b, SUMMARY, &["guestbook"]).await;
+        until(
+            &b,
+            "return document.querySelector('dd.depends').innerText",
+            &["database", "(not found)"],
+        )
+        .await;
         assert!(
             !b.has("details.action").await,
             "a viewer has no action buttons"
@@ -636,7 +648,17 @@ fn a_viewer_has_no_buttons_and_forms_without_the_session_token_or_from_elsewhere
         );
         // the operator's own form does it
         assert_eq!(post(format!("_csrf={csrf}&confirm=yes"), None).await, 303);
-        env.until_status("/status/sync/status", "Synced").await;
+        // (the sync is asked for; it waits for its dependency)
+        let app = env
+            .until_status("/status/conditions/0/reason", "WaitingForDependencies")
+            .await;
+        assert!(
+            app["metadata"]["annotations"]
+                .get("capstan.dev/sync")
+                .is_some(),
+            "{}",
+            app["metadata"]
+        );
         // a bad token gets the login page with a message, not a session
         let r = http
             .post(env.url("/login"))
