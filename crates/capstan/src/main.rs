@@ -172,6 +172,8 @@ fn main() -> ExitCode {
             Command::Audit(a) => commands::apps::audit(a).await,
         }
     });
+    // work left on the blocking pool (a git fetch) does not hold the exit
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(code) => code,
         Err(e) => {

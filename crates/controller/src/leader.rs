@@ -149,3 +149,26 @@ async fn try_acquire(api: &Api<Lease>, e: &Election) -> Result<bool, kube::Error
         }
     }
 }
+
+/// Give the Lease up if this replica holds it (a controller that stops in order), so
+/// the standby takes over at its next look instead of after the lease duration: the
+/// holder is cleared, as client-go's `ReleaseOnCancel` does. Returns whether it was
+/// held.
+pub async fn release(client: &kube::Client, e: &Election) -> Result<bool, kube::Error> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &e.namespace);
+    let Some(mut lease) = api.get_opt(&e.name).await? else {
+        return Ok(false);
+    };
+    let spec = lease.spec.get_or_insert_with(Default::default);
+    if spec.holder_identity.as_deref() != Some(e.identity.as_str()) {
+        return Ok(false);
+    }
+    spec.holder_identity = None;
+    spec.renew_time = None;
+    match api.replace(&e.name, &PostParams::default(), &lease).await {
+        Ok(_) => Ok(true),
+        // renewed or taken meanwhile: not ours to clear
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(err) => Err(err),
+    }
+}

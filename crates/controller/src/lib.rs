@@ -211,6 +211,64 @@ pub struct Context {
     pub metrics: Arc<metrics::Metrics>,
     /// The destination's `.Capabilities`, reused for a minute.
     pub caps: Arc<tokio::sync::Mutex<Option<(Instant, capstan_engine::destination::Capabilities)>>>,
+    /// Every background task the controller starts (workers, watches, deliveries).
+    pub tasks: Tasks,
+}
+
+/// The controller's background tasks. They are aborted together when the controller's
+/// future ends or is dropped (a stopping `capstan up`, a test), so nothing it started
+/// goes on calling an API server that is gone; [`Tasks::stop`] also waits until each
+/// has ended.
+#[derive(Clone, Default)]
+pub struct Tasks(Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>);
+
+impl Tasks {
+    /// Run `task` on the runtime as one of the controller's.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let handle = tokio::spawn(async move {
+            let _ = task.await;
+        });
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|h| !h.is_finished());
+        all.push(handle);
+    }
+
+    /// Abort every task still running.
+    pub fn abort_all(&self) {
+        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for h in all.iter() {
+            h.abort();
+        }
+    }
+
+    /// Abort every task and wait until each has ended (a task in the middle of a step
+    /// ends when that step yields).
+    pub async fn stop(&self) {
+        self.abort_all();
+        let all = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        for h in all {
+            let _ = h.await;
+        }
+    }
+
+    /// How many are running.
+    pub fn running(&self) -> usize {
+        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().filter(|h| !h.is_finished()).count()
+    }
+}
+
+/// Aborts the controller's tasks when dropped.
+struct AbortOnDrop(Tasks);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort_all();
+    }
 }
 
 /// A reconcile finished: what the Application looks like now (for progress output).
@@ -292,6 +350,11 @@ impl Handle {
         inspect::resource(app, id, &self.ctx).await
     }
 
+    /// The controller's background tasks (to stop them all: [`Tasks::stop`]).
+    pub fn tasks(&self) -> Tasks {
+        self.ctx.tasks.clone()
+    }
+
     /// Ready to serve: the Applications have been listed and the emergency stop read.
     pub fn is_ready(&self) -> bool {
         self.stop.is_known() && self.applications_listed()
@@ -363,6 +426,7 @@ pub fn start_with_metrics(
         metrics,
         opts: opts.clone(),
         health_rules: health_rules::ClusterHealthRules::default(),
+        tasks: Tasks::default(),
     };
     let (store, writer) = reflector::store();
     ctx.metrics.follow_fleet(store.clone(), ctx.stop.clone());
@@ -386,8 +450,10 @@ async fn running(
 ) -> Result<(), ControllerError> {
     let client = ctx.client.clone();
     let opts = ctx.opts.clone();
+    let tasks = ctx.tasks.clone();
+    let _abort = AbortOnDrop(tasks.clone());
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
-    tokio::spawn(
+    tasks.spawn(
         ctx.stop
             .clone()
             .follow(client.clone(), opts.namespace.clone(), move |stopped| {
@@ -396,7 +462,7 @@ async fn running(
             }),
     );
     if let Some(election) = opts.election.clone() {
-        tokio::spawn(leader::run(
+        tasks.spawn(leader::run(
             client.clone(),
             election,
             ctx.leader.clone(),
@@ -427,11 +493,11 @@ async fn running(
     shared.ctx.stop.known().await;
     for _ in 0..opts.concurrency.max(1) {
         let shared = shared.clone();
-        tokio::spawn(async move { worker(shared).await });
+        tasks.spawn(async move { worker(shared).await });
     }
     {
         let shared = shared.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             while let Some(stopped) = stop_rx.recv().await {
                 if !stopped {
                     on_stop_lifted(&shared);
@@ -441,7 +507,7 @@ async fn running(
     }
     {
         let shared = shared.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             while let Some(t) = drift_rx.recv().await {
                 on_drift(&shared, t);
             }
@@ -453,20 +519,20 @@ async fn running(
     {
         let ctx = shared.ctx.clone();
         let images = opts.images.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             if let Err(e) = images::run(ctx, images, pushed_tx).await {
                 tracing::error!(error = %e, "image automation stopped");
             }
         });
         let shared = shared.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             while let Some(p) = pushed_rx.recv().await {
                 on_pushed(&shared, &p);
             }
         });
     }
 
-    tokio::spawn(notifications(shared.ctx.clone(), shared.store.clone()));
+    tasks.spawn(notifications(shared.ctx.clone(), shared.store.clone()));
 
     let mut events = watcher(api, watcher::Config::default())
         .default_backoff()
@@ -706,6 +772,7 @@ impl Context {
         tx: tokio::sync::mpsc::UnboundedSender<tracker::Touched>,
     ) {
         tracker.ensure(
+            &self.tasks,
             &self.client,
             ar,
             capstan_core::FIELD_MANAGER.to_string(),

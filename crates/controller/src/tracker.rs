@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use capstan_core::APPLICATION_LABEL;
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 
 /// A change to a managed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +47,7 @@ impl Tracker {
     /// Watch `kind` (once) and send every relevant change to `tx`.
     pub fn ensure(
         &self,
+        tasks: &crate::Tasks,
         client: &kube::Client,
         ar: ApiResource,
         manager: String,
@@ -63,9 +64,10 @@ impl Tracker {
         }
         tracing::debug!(kind = %ar.kind, api_version = %ar.api_version, "watching for drift");
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let cfg = watcher::Config::default().labels(APPLICATION_LABEL);
-            let mut events = watcher(api, cfg).boxed();
+            // backed off: a watch that fails (the API server is gone) must not spin
+            let mut events = watcher(api, cfg).default_backoff().boxed();
             while let Some(ev) = events.next().await {
                 let (obj, deleted) = match ev {
                     // Objects listed when the watch (re)starts count too: a change made

@@ -29,6 +29,7 @@ pub struct ApiserverCommand {
 }
 
 pub async fn run(args: ApiserverCommand) -> anyhow::Result<ExitCode> {
+    let stopping = super::stopping::Stopping::listen();
     let opts = capstan_apiserver::ServerOptions {
         listen: args.listen,
         data_dir: args.data_dir.clone(),
@@ -50,8 +51,9 @@ pub async fn run(args: ApiserverCommand) -> anyhow::Result<ExitCode> {
         Some(dir) => say(&format!("data persisted in {}", dir.display())),
         None => say("data kept in memory (pass --data-dir to persist)"),
     }
-    shutdown_signal().await;
+    stopping.requested().await;
     server.shutdown().await;
+    say("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -61,15 +63,4 @@ pub fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
-}
-
-/// Wait for Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
 }

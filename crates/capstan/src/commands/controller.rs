@@ -153,6 +153,7 @@ pub fn options(cmd: &ControllerCommand) -> ControllerOptions {
 }
 
 pub async fn run(cmd: ControllerCommand) -> anyhow::Result<ExitCode> {
+    let stopping = super::stopping::Stopping::listen();
     // the metrics exist before the client, which counts its requests in them
     let metrics = std::sync::Arc::new(capstan_controller::metrics::Metrics::default());
     let client = crate::kube::counted_client(&cmd.cluster, &metrics).await?;
@@ -172,7 +173,10 @@ pub async fn run(cmd: ControllerCommand) -> anyhow::Result<ExitCode> {
             ""
         }
     );
+    let election = opts.election.clone();
+    let lease_client = client.clone();
     let (handle, controller) = capstan_controller::start_with_metrics(client, opts, metrics, None);
+    let tasks = handle.tasks();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let serving = match server {
         Some(opts) => {
@@ -187,13 +191,36 @@ pub async fn run(cmd: ControllerCommand) -> anyhow::Result<ExitCode> {
     };
     tokio::select! {
         res = controller => { res?; }
-        _ = super::apiserver::shutdown_signal() => {}
+        _ = stopping.requested() => {}
     }
-    // graceful: requests in flight finish, then the process exits
+    // in order: the HTTP server stops taking requests (those in flight finish), every
+    // task the controller started ends at its next step, the Lease is given up
     let _ = stop_tx.send(true);
-    if let Some(s) = serving {
-        let _ = tokio::time::timeout(Duration::from_secs(10), s).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), tasks.stop()).await;
+    // the standby takes over at once, not after the lease duration
+    if let Some(e) = &election {
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            capstan_controller::leader::release(&lease_client, e),
+        )
+        .await
+        {
+            Ok(Ok(true)) => eprintln!("released the Lease {}/{}", e.namespace, e.name),
+            Ok(Ok(false)) => {}
+            Ok(Err(err)) => eprintln!(
+                "warning: releasing the Lease {}/{}: {err}",
+                e.namespace, e.name
+            ),
+            Err(_) => eprintln!(
+                "warning: releasing the Lease {}/{}: no answer within 2s",
+                e.namespace, e.name
+            ),
+        }
     }
+    if let Some(s) = serving {
+        let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
+    }
+    eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,4 +13,5 @@ pub mod promote;
 pub mod render;
 pub mod revert;
 pub mod set_image;
+pub mod stopping;
 pub mod up;

@@ -121,6 +121,9 @@ fn line(key: &str, st: &ApplicationStatus) -> String {
 }
 
 pub async fn run(cmd: UpCommand) -> anyhow::Result<ExitCode> {
+    let stopping = super::stopping::Stopping::listen();
+    // one `capstan up` per directory: its data, kubeconfig and controller state
+    super::stopping::lock_dir(&cmd.dir)?;
     let mut server = None;
     let metrics = std::sync::Arc::new(capstan_controller::metrics::Metrics::default());
     let embedded = cmd.cluster.kubeconfig.is_none() && cmd.cluster.context.is_none();
@@ -252,6 +255,7 @@ pub async fn run(cmd: UpCommand) -> anyhow::Result<ExitCode> {
             bound.addr
         );
     }
+    let tasks = handle.tasks();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(bound.serve(
         capstan_server::AppState::new(
@@ -264,7 +268,7 @@ pub async fn run(cmd: UpCommand) -> anyhow::Result<ExitCode> {
         super::controller::stopped(stop_rx),
     ));
     eprintln!("controller running; Ctrl-C to stop");
-    let controller = tokio::spawn(controller);
+    let mut controller = tokio::spawn(controller);
     let mut last: HashMap<String, String> = HashMap::new();
     let printer = async {
         while let Some(r) = rx.recv().await {
@@ -277,13 +281,19 @@ pub async fn run(cmd: UpCommand) -> anyhow::Result<ExitCode> {
     };
     tokio::select! {
         _ = printer => {}
-        res = controller => { res.context("the controller task failed")??; }
-        _ = super::apiserver::shutdown_signal() => {}
+        res = &mut controller => { res.context("the controller task failed")??; }
+        _ = stopping.requested() => {}
     }
+    // In order: the HTTP server stops taking requests, the controller and every task
+    // it started end (a sync stops at its next step), then the embedded API server.
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), serving).await;
+    controller.abort();
+    let _ = controller.await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), tasks.stop()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), serving).await;
     if let Some(s) = server {
-        s.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), s.shutdown()).await;
     }
+    eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn start(data: &Path, kubeconfig: &Path) -> Child {
+pub(super) fn start(data: &Path, kubeconfig: &Path) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_capstan"))
         .args([
             "apiserver",

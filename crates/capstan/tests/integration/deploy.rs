@@ -191,8 +191,40 @@ fn the_deploy_manifests_install_two_controller_replicas_that_elect_a_leader() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    // SIGTERM: the replica stops in order within 10 s and gives the Lease up, so a
+    // standby takes over at its next look instead of after the lease duration
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the controller did not exit within 10 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let out = cluster.kubectl(&[
+        "-n",
+        "capstan-system",
+        "get",
+        "lease",
+        "capstan-controller",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "the Lease is released"
+    );
     let (Some((200, _)), Some((200, ready_body))) = &answers else {
         panic!("the probes did not answer 200: {answers:?}");
     };

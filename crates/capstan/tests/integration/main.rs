@@ -13,5 +13,6 @@ mod import;
 mod metrics;
 mod notify;
 mod preview;
+mod stopping;
 mod up;
 mod writeback;

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use capstan_testkit::TestRepo;
 
-struct Up {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+pub(super) struct Up {
+    pub(super) child: Child,
+    pub(super) lines: mpsc::Receiver<String>,
+    pub(super) seen: Vec<String>,
 }
 
 impl Drop for Up {
@@ -25,7 +25,7 @@ impl Drop for Up {
 
 impl Up {
     /// Wait for a line of progress containing every one of `parts`.
-    fn wait_for(&mut self, parts: &[&str], timeout: Duration) -> String {
+    pub(super) fn wait_for(&mut self, parts: &[&str], timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -45,7 +45,7 @@ impl Up {
     }
 }
 
-fn spawn_up(dir: &Path, args: &[&str]) -> Up {
+pub(super) fn spawn_up(dir: &Path, args: &[&str]) -> Up {
     let mut child = Command::new(env!("CARGO_BIN_EXE_capstan"))
         .current_dir(dir)
         .args(args)
@@ -72,7 +72,7 @@ fn spawn_up(dir: &Path, args: &[&str]) -> Up {
     }
 }
 
-fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> String {
+pub(super) fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> String {
     let mut cmd = Command::new("kubectl");
     cmd.arg("--kubeconfig")
         .arg(kubeconfig)

@@ -169,11 +169,17 @@ pub async fn run(
     auto.ctx.stop.known().await;
     for _ in 0..auto.opts.scan_concurrency.max(1) {
         let a = auto.clone();
-        tokio::spawn(async move { a.scan_worker().await });
+        a.ctx
+            .tasks
+            .clone()
+            .spawn(async move { a.scan_worker().await });
     }
     for _ in 0..2 {
         let a = auto.clone();
-        tokio::spawn(async move { a.update_worker().await });
+        a.ctx
+            .tasks
+            .clone()
+            .spawn(async move { a.update_worker().await });
     }
     let repo_watch = watch::<ImageRepository>(&client, &ns, repo_writer, {
         let a = auto.clone();
@@ -190,7 +196,10 @@ pub async fn run(
             if changed {
                 let a = a.clone();
                 let key = key_of(p);
-                tokio::spawn(async move { a.choose(&key).await });
+                a.ctx
+                    .tasks
+                    .clone()
+                    .spawn(async move { a.choose(&key).await });
             }
         }
     });

@@ -482,7 +482,9 @@ impl Runner {
         }
         let runner = self.clone();
         let (n, uid, event) = (n.clone(), uid.to_string(), event.clone());
-        tokio::spawn(async move { runner.deliver(n, uid, index, event, key).await });
+        self.ctx
+            .tasks
+            .spawn(async move { runner.deliver(n, uid, index, event, key).await });
     }
 
     /// Deliver one event to one destination: attempts with backoff, then the record.
