@@ -486,7 +486,10 @@ impl Inner {
                 for w in staged {
                     match w {
                         Write::Put { gr, ns, name, obj } => {
-                            let body = serde_json::to_vec(obj.as_ref()).unwrap_or_default();
+                            // never an empty body: a failed encoding fails the write
+                            let body = serde_json::to_vec(obj.as_ref()).map_err(|e| {
+                                rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+                            })?;
                             put.execute(params![
                                 gr.storage_name(),
                                 ns,

@@ -421,6 +421,40 @@ fn wait_for_available_on_a_simulated_deployment() {
 }
 
 #[test]
+fn an_ingress_gets_a_load_balancer_address_unless_told_to_fail() {
+    let s = TestServer::start();
+    s.apply(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: shop, namespace: default}\nspec:\n  rules:\n    - host: shop.example\n      http:\n        paths:\n          - {path: /, pathType: Prefix, backend: {service: {name: front, port: {number: 80}}}}\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: broken, namespace: default, annotations: {simulate.capstan.dev/fail: \"true\"}}\nspec:\n  defaultBackend: {service: {name: front, port: {number: 80}}}\n",
+    );
+    // as on a cluster: kubectl waits for the address an ingress controller writes
+    s.kubectl_ok(&[
+        "wait",
+        "--for=jsonpath={.status.loadBalancer.ingress[0].ip}=198.51.100.11",
+        "ingress/shop",
+        "--timeout=10s",
+    ]);
+    // the failing one gets the simulation's status too (no address), and no more
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let broken = loop {
+        let out = s.kubectl_ok(&["get", "ingress", "broken", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if v.pointer("/status/loadBalancer").is_some() {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the simulation never wrote the failing Ingress's status: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        broken["status"]["loadBalancer"],
+        serde_json::json!({}),
+        "a failing Ingress gets no address"
+    );
+}
+
+#[test]
 fn a_deployment_told_to_fail_exceeds_its_progress_deadline() {
     let s = TestServer::start();
     s.apply(&fixture("deployment-progress-deadline-exceeded.yaml"));

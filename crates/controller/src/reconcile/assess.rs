@@ -91,16 +91,26 @@ impl Pass<'_> {
         }
     }
 
-    /// The plan after a sync: what the cluster holds now.
+    /// The plan after a sync: what the cluster holds now. When the inventory or the
+    /// cluster cannot be read, the status keeps the plan from before the sync (which
+    /// reports more drift, never less) and the failure is logged naming the cause;
+    /// the next reconcile plans again. An unreadable inventory is never taken as an
+    /// empty one, which would hide objects that wait to be pruned.
     async fn replan(&self, planned: &Planned, desired: &[DesiredObject]) -> Option<plan::Plan> {
-        let inventory = self
-            .inventory()
-            .load(&self.inventory_key)
-            .await
-            .unwrap_or_default();
-        plan::plan(&planned.dest, desired, &inventory, &planned.opts)
-            .await
-            .ok()
+        let inventory = match self.inventory().load(&self.inventory_key).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(application = %self.inventory_key, error = %crate::reconcile::error_chain(&e), "reading the inventory after the sync; the status shows the plan from before it");
+                return None;
+            }
+        };
+        match plan::plan(&planned.dest, desired, &inventory, &planned.opts).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(application = %self.inventory_key, error = %crate::reconcile::error_chain(&e), "planning after the sync; the status shows the plan from before it");
+                None
+            }
+        }
     }
 
     /// `Ready`, `Synced`, `Healthy`, `Stalled`, and `AutomatedSyncDisabled` when it is.

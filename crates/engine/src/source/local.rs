@@ -47,7 +47,12 @@ fn digest_dir(root: &Path) -> std::io::Result<String> {
     for rel in files {
         h.update(rel.as_bytes());
         h.update([0]);
-        h.update(std::fs::read(root.join(&rel)).unwrap_or_default());
+        // an unreadable file is an error, never hashed as if it were empty
+        let path = root.join(&rel);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("reading {}: {e}", path.display()))
+        })?;
+        h.update(bytes);
         h.update([0]);
     }
     Ok(hex::encode(h.finalize()))

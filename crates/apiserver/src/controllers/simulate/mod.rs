@@ -5,7 +5,7 @@
 //! When a workload's generation changes it is reported as progressing at once, and
 //! after [`SimulationOptions::delay`] as done: Deployments/ReplicaSets/StatefulSets/
 //! DaemonSets available with all replicas ready, Jobs complete, Pods running and ready,
-//! PersistentVolumeClaims bound, LoadBalancer Services given an ingress address.
+//! PersistentVolumeClaims bound, LoadBalancer Services and Ingresses given an address.
 //!
 //! A Pod that runs to completion (`restartPolicy: Never` or `OnFailure`) ends
 //! `Succeeded` or `Failed`, and a Job `Complete` or `Failed`, as their command says
@@ -16,8 +16,8 @@
 //! An object annotated with [`FAIL_ANNOTATION`] (any value but `"false"`) fails instead:
 //! a Deployment gets `Progressing=False` with reason `ProgressDeadlineExceeded`, a Job
 //! `Failed=True` with `BackoffLimitExceeded`, a ReplicaSet `ReplicaFailure`, a Pod
-//! crash-loops (or, run to completion, exits 1), and StatefulSets, DaemonSets, PVCs and
-//! LoadBalancers never become ready.
+//! crash-loops (or, run to completion, exits 1), and StatefulSets, DaemonSets, PVCs,
+//! LoadBalancers and Ingresses never become ready.
 
 pub mod program;
 
@@ -65,6 +65,7 @@ enum Kind {
     Pod,
     Claim,
     LoadBalancer,
+    Ingress,
 }
 
 impl Kind {
@@ -82,6 +83,7 @@ impl Kind {
             {
                 Kind::LoadBalancer
             }
+            ("networking.k8s.io", "ingresses") => Kind::Ingress,
             _ => return None,
         })
     }
@@ -216,7 +218,9 @@ fn is_settled(kind: Kind, obj: &Value) -> bool {
             ),
             Kind::Pod => obj.pointer("/status/containerStatuses").is_some(),
             Kind::Claim => obj.pointer("/status/phase").and_then(Value::as_str) == Some("Bound"),
-            Kind::LoadBalancer => obj.pointer("/status/loadBalancer/ingress").is_some(),
+            Kind::LoadBalancer | Kind::Ingress => {
+                obj.pointer("/status/loadBalancer/ingress").is_some()
+            }
         }
 }
 
@@ -242,7 +246,7 @@ fn consider(
     if fails(obj)
         && matches!(
             kind,
-            Kind::StatefulSet | Kind::DaemonSet | Kind::Claim | Kind::LoadBalancer
+            Kind::StatefulSet | Kind::DaemonSet | Kind::Claim | Kind::LoadBalancer | Kind::Ingress
         )
     {
         // These never become ready; the progressing status is all they get.
@@ -687,6 +691,14 @@ fn status_for(kind: Kind, obj: &Value, phase: Phase, fail: bool) -> Value {
         Kind::LoadBalancer => {
             if done && !fail {
                 json!({"loadBalancer": {"ingress": [{"ip": "198.51.100.10", "ipMode": "VIP"}]}})
+            } else {
+                json!({"loadBalancer": {}})
+            }
+        }
+        // what an ingress controller writes once it serves the Ingress
+        Kind::Ingress => {
+            if done && !fail {
+                json!({"loadBalancer": {"ingress": [{"ip": "198.51.100.11"}]}})
             } else {
                 json!({"loadBalancer": {}})
             }
