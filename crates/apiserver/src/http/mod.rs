@@ -3,6 +3,7 @@
 //! (`status`, `scale`, `finalize`) and response encoding.
 
 pub mod authn;
+pub mod authz;
 pub mod discovery;
 pub mod request;
 pub mod requests;
@@ -58,17 +59,40 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     if matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
         return (StatusCode::OK, "ok").into_response();
     }
-    match authenticate(&state, req.headers()) {
+    let user = match authenticate(&state, req.headers()) {
         None => return ApiError::unauthorized().into_response(),
-        Some(user) if !user.is_admin() => {
-            return authn::forbidden(&user, req.method(), &path).into_response();
-        }
-        Some(_) => {}
+        Some(user) => user,
+    };
+    // every authenticated user may ask what it may do (`kubectl auth can-i`)
+    if req.method() == Method::POST
+        && let Some(review) = path
+            .strip_prefix("/apis/authorization.k8s.io/v1/")
+            .filter(|r| authz::REVIEWS.contains(r))
+    {
+        let review = review.to_string();
+        return self_review(&user, &review, req)
+            .await
+            .unwrap_or_else(|e| e.into_response());
+    }
+    if !user.is_admin() {
+        return authn::forbidden(&user, req.method(), &path).into_response();
     }
     match dispatch(&state, req).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
+}
+
+async fn self_review(user: &authn::UserInfo, review: &str, req: Request) -> Result<Response> {
+    let headers = req.headers().clone();
+    let bytes = request::read_body(req.into_body()).await?;
+    let body = request::decode_object(&headers, &bytes)?;
+    let answer = if review == "selfsubjectaccessreviews" {
+        authz::access_review(user, &body)?
+    } else {
+        authz::rules_review(user, &body)?
+    };
+    Ok(json_response(StatusCode::CREATED, &answer, &[]))
 }
 
 fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Response {

@@ -634,6 +634,80 @@ fn a_service_account_token_authenticates_but_is_not_authorized() {
         err.contains("Forbidden") && err.contains("system:serviceaccount:default:deployer"),
         "{err}"
     );
+    // and it may ask what it may do (`kubectl auth can-i`; asked as kube-rs does, since
+    // kubectl sends that question as protobuf): nothing but that, while the admin may
+    // do everything
+    let can_i = |token: Option<String>, verb: &'static str, resource: &'static str| {
+        use k8s_openapi::api::authorization::v1::{
+            ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+        };
+        server.block_on(async move {
+            let client = match token {
+                None => server.client().await,
+                Some(t) => {
+                    let kc = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
+                    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                        .await
+                        .unwrap();
+                    cfg.auth_info.token = Some(t.into());
+                    kube::Client::try_from(cfg).unwrap()
+                }
+            };
+            let api: Api<SelfSubjectAccessReview> = Api::all(client);
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        verb: Some(verb.into()),
+                        resource: Some(resource.into()),
+                        group: Some(
+                            if resource.starts_with("selfsubject") {
+                                "authorization.k8s.io"
+                            } else {
+                                ""
+                            }
+                            .into(),
+                        ),
+                        namespace: Some("default".into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let answer = api.create(&PostParams::default(), &review).await.unwrap();
+            answer.status.unwrap().allowed
+        })
+    };
+    assert!(can_i(None, "create", "deployments"), "the admin may");
+    assert!(
+        !can_i(Some(token.clone()), "get", "configmaps"),
+        "the ServiceAccount may not"
+    );
+    assert!(
+        can_i(Some(token.clone()), "create", "selfsubjectaccessreviews"),
+        "but it may ask"
+    );
+    // `kubectl auth can-i --list`: the admin's rules are everything
+    let rules = server.block_on(async move {
+        use k8s_openapi::api::authorization::v1::{
+            SelfSubjectRulesReview, SelfSubjectRulesReviewSpec,
+        };
+        let api: Api<SelfSubjectRulesReview> = Api::all(server.client().await);
+        let review = SelfSubjectRulesReview {
+            spec: SelfSubjectRulesReviewSpec {
+                namespace: Some("default".into()),
+            },
+            ..Default::default()
+        };
+        api.create(&PostParams::default(), &review).await.unwrap()
+    });
+    let status = rules.status.unwrap();
+    assert!(!status.incomplete);
+    assert_eq!(status.resource_rules[0].verbs, ["*"]);
+    assert_eq!(
+        status.resource_rules[0].resources,
+        Some(vec!["*".to_string()])
+    );
     // an unknown ServiceAccount, or a too short lifetime, is refused as kube-apiserver does
     let e = request(3600, "nobody").unwrap_err();
     assert!(matches!(&e, kube::Error::Api(s) if s.code == 404), "{e:?}");
