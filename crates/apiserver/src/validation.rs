@@ -236,6 +236,48 @@ macro_rules! typed {
     };
 }
 
+/// Call `$m!(args…, { (group, kind) => type, … })` with every built-in kind this server
+/// has a k8s-openapi type for: decoding ([`decode_builtin`]) and the OpenAPI schemas
+/// (`http::discovery`) use the same list.
+macro_rules! builtin_types {
+    ($m:ident, $($args:expr),*) => {
+        $m!($($args),*, {
+            ("", "Namespace") => k8s_openapi::api::core::v1::Namespace,
+            ("", "ConfigMap") => k8s_openapi::api::core::v1::ConfigMap,
+            ("", "Secret") => k8s_openapi::api::core::v1::Secret,
+            ("", "Service") => k8s_openapi::api::core::v1::Service,
+            ("", "ServiceAccount") => k8s_openapi::api::core::v1::ServiceAccount,
+            ("", "Pod") => k8s_openapi::api::core::v1::Pod,
+            ("", "Event") => k8s_openapi::api::core::v1::Event,
+            ("events.k8s.io", "Event") => k8s_openapi::api::events::v1::Event,
+            ("", "Endpoints") => k8s_openapi::api::core::v1::Endpoints,
+            ("", "PersistentVolumeClaim") => k8s_openapi::api::core::v1::PersistentVolumeClaim,
+            ("", "PersistentVolume") => k8s_openapi::api::core::v1::PersistentVolume,
+            ("", "ResourceQuota") => k8s_openapi::api::core::v1::ResourceQuota,
+            ("", "LimitRange") => k8s_openapi::api::core::v1::LimitRange,
+            ("apps", "Deployment") => k8s_openapi::api::apps::v1::Deployment,
+            ("apps", "StatefulSet") => k8s_openapi::api::apps::v1::StatefulSet,
+            ("apps", "DaemonSet") => k8s_openapi::api::apps::v1::DaemonSet,
+            ("apps", "ReplicaSet") => k8s_openapi::api::apps::v1::ReplicaSet,
+            ("batch", "Job") => k8s_openapi::api::batch::v1::Job,
+            ("batch", "CronJob") => k8s_openapi::api::batch::v1::CronJob,
+            ("networking.k8s.io", "Ingress") => k8s_openapi::api::networking::v1::Ingress,
+            ("networking.k8s.io", "IngressClass") => k8s_openapi::api::networking::v1::IngressClass,
+            ("networking.k8s.io", "NetworkPolicy") => k8s_openapi::api::networking::v1::NetworkPolicy,
+            ("rbac.authorization.k8s.io", "Role") => k8s_openapi::api::rbac::v1::Role,
+            ("rbac.authorization.k8s.io", "RoleBinding") => k8s_openapi::api::rbac::v1::RoleBinding,
+            ("rbac.authorization.k8s.io", "ClusterRole") => k8s_openapi::api::rbac::v1::ClusterRole,
+            ("rbac.authorization.k8s.io", "ClusterRoleBinding") => k8s_openapi::api::rbac::v1::ClusterRoleBinding,
+            ("coordination.k8s.io", "Lease") => k8s_openapi::api::coordination::v1::Lease,
+            ("policy", "PodDisruptionBudget") => k8s_openapi::api::policy::v1::PodDisruptionBudget,
+            ("autoscaling", "HorizontalPodAutoscaler") => k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
+            ("storage.k8s.io", "StorageClass") => k8s_openapi::api::storage::v1::StorageClass,
+            ("scheduling.k8s.io", "PriorityClass") => k8s_openapi::api::scheduling::v1::PriorityClass,
+            ("apiextensions.k8s.io", "CustomResourceDefinition") => k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        })
+    };
+}
+
 /// Decode a built-in object into its k8s-openapi type.
 ///
 /// `Err((field, message))` when a field has the wrong type or a required field is
@@ -245,42 +287,30 @@ pub fn decode_builtin(
     kind: &str,
     obj: &Value,
 ) -> Option<Result<Decoded, (String, String)>> {
-    use k8s_openapi::api;
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
-    typed!(group, kind, obj, {
-        ("", "Namespace") => api::core::v1::Namespace,
-        ("", "ConfigMap") => api::core::v1::ConfigMap,
-        ("", "Secret") => api::core::v1::Secret,
-        ("", "Service") => api::core::v1::Service,
-        ("", "ServiceAccount") => api::core::v1::ServiceAccount,
-        ("", "Pod") => api::core::v1::Pod,
-        ("", "Event") => api::core::v1::Event,
-        ("events.k8s.io", "Event") => api::events::v1::Event,
-        ("", "Endpoints") => api::core::v1::Endpoints,
-        ("", "PersistentVolumeClaim") => api::core::v1::PersistentVolumeClaim,
-        ("", "PersistentVolume") => api::core::v1::PersistentVolume,
-        ("", "ResourceQuota") => api::core::v1::ResourceQuota,
-        ("", "LimitRange") => api::core::v1::LimitRange,
-        ("apps", "Deployment") => api::apps::v1::Deployment,
-        ("apps", "StatefulSet") => api::apps::v1::StatefulSet,
-        ("apps", "DaemonSet") => api::apps::v1::DaemonSet,
-        ("apps", "ReplicaSet") => api::apps::v1::ReplicaSet,
-        ("batch", "Job") => api::batch::v1::Job,
-        ("batch", "CronJob") => api::batch::v1::CronJob,
-        ("networking.k8s.io", "Ingress") => api::networking::v1::Ingress,
-        ("networking.k8s.io", "IngressClass") => api::networking::v1::IngressClass,
-        ("networking.k8s.io", "NetworkPolicy") => api::networking::v1::NetworkPolicy,
-        ("rbac.authorization.k8s.io", "Role") => api::rbac::v1::Role,
-        ("rbac.authorization.k8s.io", "RoleBinding") => api::rbac::v1::RoleBinding,
-        ("rbac.authorization.k8s.io", "ClusterRole") => api::rbac::v1::ClusterRole,
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => api::rbac::v1::ClusterRoleBinding,
-        ("coordination.k8s.io", "Lease") => api::coordination::v1::Lease,
-        ("policy", "PodDisruptionBudget") => api::policy::v1::PodDisruptionBudget,
-        ("autoscaling", "HorizontalPodAutoscaler") => api::autoscaling::v2::HorizontalPodAutoscaler,
-        ("storage.k8s.io", "StorageClass") => api::storage::v1::StorageClass,
-        ("scheduling.k8s.io", "PriorityClass") => api::scheduling::v1::PriorityClass,
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => apiext::CustomResourceDefinition,
-    })
+    builtin_types!(typed, group, kind, obj)
+}
+
+macro_rules! schema_of {
+    ($group:expr, $kind:expr, $gen:expr, { $( ($g:literal, $k:literal) => $t:ty ),* $(,)? }) => {
+        match ($group, $kind) {
+            $( ($g, $k) => Some(<$t as schemars::JsonSchema>::schema_name().into_owned()).map(|name| {
+                $gen.subschema_for::<$t>();
+                name
+            }), )*
+            _ => None,
+        }
+    };
+}
+
+/// Put the OpenAPI schema of the built-in `group`/`kind` (and of every type it uses)
+/// into `generator`'s definitions; the name of its own definition, or `None` for kinds
+/// this server has no type for.
+pub fn builtin_schema(
+    group: &str,
+    kind: &str,
+    generator: &mut schemars::SchemaGenerator,
+) -> Option<String> {
+    builtin_types!(schema_of, group, kind, generator)
 }
 
 /// Remove fields at the given paths (unknown fields the decoder reported).

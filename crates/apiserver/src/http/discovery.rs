@@ -219,6 +219,9 @@ pub fn openapi_group_version(registry: &Registry, group: &str, version: &str) ->
     let prefix = format!("/{}", gv_path(group, version));
     let mut paths = Map::new();
     let mut schemas = Map::new();
+    // the built-in kinds' schemas, from their k8s-openapi types, under their OpenAPI names
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let mut builtin: Vec<(String, Value)> = Vec::new();
     for d in &defs {
         let gvk = json!({"group": d.group, "version": d.version, "kind": d.kind});
         let op = |action: &str, verb_id: &str| {
@@ -252,6 +255,18 @@ pub fn openapi_group_version(registry: &Registry, group: &str, version: &str) ->
             let mut s = schema.clone();
             s["x-kubernetes-group-version-kind"] = json!([gvk]);
             schemas.insert(definition_name(d), s);
+        } else if let Some(name) =
+            crate::validation::builtin_schema(&d.group, &d.kind, &mut generator)
+        {
+            builtin.push((name, gvk.clone()));
+        }
+    }
+    for (name, schema) in generator.take_definitions(true) {
+        schemas.entry(name).or_insert(schema);
+    }
+    for (name, gvk) in builtin {
+        if let Some(s) = schemas.get_mut(&name) {
+            s["x-kubernetes-group-version-kind"] = json!([gvk]);
         }
     }
     Some(json!({

@@ -421,6 +421,24 @@ fn wait_for_available_on_a_simulated_deployment() {
 }
 
 #[test]
+fn kubectl_explain_finds_the_built_in_kinds_in_the_openapi_v3_documents() {
+    let s = TestServer::start();
+    let replicas = s.kubectl_ok(&["explain", "deployment.spec.replicas"]);
+    assert!(
+        replicas.contains("FIELD: replicas <integer>")
+            && replicas.contains("Number of desired pods"),
+        "{replicas}"
+    );
+    let image = s.kubectl_ok(&["explain", "pods.spec.containers.image"]);
+    assert!(image.contains("Container image name"), "{image}");
+    let cm = s.kubectl_ok(&["explain", "configmap"]);
+    assert!(
+        cm.contains("KIND:       ConfigMap") && cm.contains("data\t<map[string]string>"),
+        "{cm}"
+    );
+}
+
+#[test]
 fn an_ingress_gets_a_load_balancer_address_unless_told_to_fail() {
     let s = TestServer::start();
     s.apply(
