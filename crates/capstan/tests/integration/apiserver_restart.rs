@@ -91,7 +91,7 @@ fn a_killed_server_restarts_with_every_object_and_growing_versions() {
     let mut max_rv = 0u64;
     let deadline = Instant::now() + Duration::from_secs(10);
     // let the simulated status land, so the last write before the kill is a status write
-    while Instant::now() < deadline {
+    loop {
         let ready = kubectl(
             &kc,
             dir.path(),
@@ -109,6 +109,11 @@ fn a_killed_server_restarts_with_every_object_and_growing_versions() {
         if ready == "2" {
             break;
         }
+        // a deadline that passes is a failure, not a quiet end of the wait
+        assert!(
+            Instant::now() < deadline,
+            "the simulated status never landed (readyReplicas {ready:?})"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     for rv in kubectl(

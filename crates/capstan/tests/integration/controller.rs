@@ -548,10 +548,11 @@ fn suspend_rollback_and_depends_on() {
         "web",
         &format!("{AUTOMATED}  dependsOn: [db]\n"),
     );
-    std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(
-        cond(&e.app("web"), "Ready").unwrap()["reason"],
-        "WaitingForDependencies"
+    // waited for, not slept on: the controller looked at web and held it
+    e.eventually(
+        "web to wait for its dependency",
+        Duration::from_secs(20),
+        || cond(&e.app("web"), "Ready").is_some_and(|c| c["reason"] == "WaitingForDependencies"),
     );
     assert!(cm_value(&e, "web").is_none());
     e.application("db", "db", "web", AUTOMATED);
@@ -739,11 +740,24 @@ fn two_controllers_elect_one_leader_and_the_standby_takes_over() {
         took_over < Duration::from_secs(3 + 1 + 2),
         "taken over within the lease duration (and one renew period): {took_over:?}"
     );
-    // two of the 2 s intervals as the leader
-    std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(
-        cond(&e.app("web"), "Ready").unwrap()["reason"],
-        "EmergencyStop"
+    // the new leader reconciles web — a refresh always writes the status, and alpha is
+    // dead, so a new reconciledAt is beta's — and finds the stop on: waited for, not
+    // slept on
+    let before = e.app("web")["status"]["reconciledAt"].clone();
+    std::thread::sleep(Duration::from_millis(1100)); // reconciledAt has whole seconds
+    assert!(
+        e.capstan(&["refresh", "web", "-n", "apps"])
+            .status
+            .success()
+    );
+    e.eventually(
+        "the new leader to reconcile web and hold it for the stop",
+        Duration::from_secs(20),
+        || {
+            let app = e.app("web");
+            app["status"]["reconciledAt"] != before
+                && cond(&app, "Ready").is_some_and(|c| c["reason"] == "EmergencyStop")
+        },
     );
     assert_eq!(
         cm_value(&e, "settings").as_deref(),
