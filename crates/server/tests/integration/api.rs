@@ -126,6 +126,39 @@ async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut f: impl Fn
     }
 }
 
+/// A controller (identity `test-controller`) and its HTTP server on 127.0.0.1:0 for
+/// `client`: the server's base URL, the tasks to abort at the end, and the
+/// controller's state directory (kept as long as it runs).
+pub(super) async fn serve(
+    client: &kube::Client,
+    api: capstan_server::api::ApiOptions,
+) -> (String, Vec<tokio::task::JoinHandle<()>>, tempfile::TempDir) {
+    let state = tempfile::tempdir().unwrap();
+    let opts = ControllerOptions {
+        state_dir: state.path().to_path_buf(),
+        identity: "test-controller".into(),
+        ..Default::default()
+    };
+    let (handle, running) = capstan_controller::start(client.clone(), opts, None);
+    let mut tasks = vec![tokio::spawn(async move {
+        let _ = running.await;
+    })];
+    let bound = capstan_server::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", bound.addr);
+    let server_opts = capstan_server::ServerOptions {
+        listen: bound.addr,
+        api,
+        ..Default::default()
+    };
+    let app_state = capstan_server::AppState::new(handle, server_opts);
+    tasks.push(tokio::spawn(async move {
+        let _ = bound.serve(app_state, std::future::pending()).await;
+    }));
+    (base, tasks, state)
+}
+
 impl Env {
     async fn start() -> Env {
         Env::start_with(Default::default()).await
@@ -170,29 +203,7 @@ impl Env {
         }))
         .await;
 
-        let state = tempfile::tempdir().unwrap();
-        let opts = ControllerOptions {
-            state_dir: state.path().to_path_buf(),
-            identity: "test-controller".into(),
-            ..Default::default()
-        };
-        let (handle, running) = capstan_controller::start(client.clone(), opts, None);
-        let mut tasks = vec![tokio::spawn(async move {
-            let _ = running.await;
-        })];
-        let bound = capstan_server::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let base = format!("http://{}", bound.addr);
-        let server_opts = capstan_server::ServerOptions {
-            listen: bound.addr,
-            api,
-            ..Default::default()
-        };
-        let app_state = capstan_server::AppState::new(handle, server_opts);
-        tasks.push(tokio::spawn(async move {
-            let _ = bound.serve(app_state, std::future::pending()).await;
-        }));
+        let (base, tasks, state) = serve(&client, api).await;
         let env = Env {
             _cluster: cluster,
             client,

@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use capstan_controller::ControllerOptions;
 use capstan_testkit::{Browser, GitServer, TestCluster, TestRepo};
 use kube::api::Api;
 use serde_json::{Value, json};
@@ -90,30 +89,7 @@ impl Env {
             "data": {"policy.yaml": "bindings:\n  - role: admin\n    users: [alice]\n  - role: operator\n    users: [olga]\n  - role: viewer\n    users: [vic]\n"},
         }))
         .await;
-        let state = tempfile::tempdir().unwrap();
-        let opts = ControllerOptions {
-            state_dir: state.path().to_path_buf(),
-            identity: "test-controller".into(),
-            ..Default::default()
-        };
-        let (handle, running) = capstan_controller::start(client.clone(), opts, None);
-        let mut tasks = vec![tokio::spawn(async move {
-            let _ = running.await;
-        })];
-        let bound = capstan_server::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let base = format!("http://{}", bound.addr);
-        let app_state = capstan_server::AppState::new(
-            handle,
-            capstan_server::ServerOptions {
-                listen: bound.addr,
-                ..Default::default()
-            },
-        );
-        tasks.push(tokio::spawn(async move {
-            let _ = bound.serve(app_state, std::future::pending()).await;
-        }));
+        let (base, tasks, state) = super::api::serve(&client, Default::default()).await;
         let env = Env {
             _cluster: cluster,
             client,
