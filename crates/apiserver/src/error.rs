@@ -322,6 +322,18 @@ impl ApiError {
         e
     }
 
+    /// 429 TooManyRequests, with `Retry-After` seconds.
+    pub fn too_many_requests(message: impl Into<String>, retry_after: u64) -> Self {
+        let mut e = ApiError::new(429, "TooManyRequests", message);
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// 504 Timeout: the server gave up waiting for the request to finish.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        ApiError::new(504, "Timeout", message)
+    }
+
     /// True for 404 NotFound.
     pub fn is_not_found(&self) -> bool {
         self.code == 404

@@ -29,6 +29,7 @@ pub mod controllers;
 pub mod crd;
 pub mod defaults;
 pub mod error;
+pub mod faults;
 pub mod fieldset;
 pub mod http;
 pub mod managed;
@@ -70,6 +71,8 @@ pub struct ServerOptions {
     pub bookmark_interval: Duration,
     /// Record every resource request here (off by default).
     pub request_log: Option<Arc<http::requests::RequestLog>>,
+    /// Inject faults into resource requests (off by default; see [`faults`]).
+    pub faults: Option<faults::FaultPlan>,
 }
 
 impl Default for ServerOptions {
@@ -82,6 +85,7 @@ impl Default for ServerOptions {
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(10),
             request_log: None,
+            faults: None,
         }
     }
 }
@@ -117,6 +121,7 @@ pub struct ApiServer {
     cluster: Arc<Cluster>,
     handle: axum_server::Handle<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
+    faults: Option<Arc<faults::Faults>>,
 }
 
 /// Namespaces every cluster has.
@@ -162,12 +167,17 @@ impl ApiServer {
             tls::write_kubeconfig(path, &kubeconfig)?;
         }
 
+        let faults = opts
+            .faults
+            .clone()
+            .map(|plan| Arc::new(faults::Faults::new(plan)));
         let state = Arc::new(http::AppState {
             cluster: cluster.clone(),
             authn: http::authn::Authenticator::new(&identity.token),
             server_address,
             bookmark_interval: opts.bookmark_interval,
             request_log: opts.request_log.clone(),
+            faults: faults.clone(),
         });
         let app = http::router(state);
         let handle = axum_server::Handle::new();
@@ -195,6 +205,7 @@ impl ApiServer {
             cluster,
             handle,
             tasks,
+            faults,
         })
     }
 
@@ -216,6 +227,11 @@ impl ApiServer {
     /// The cluster behind the server (for in-process use).
     pub fn cluster(&self) -> &Arc<Cluster> {
         &self.cluster
+    }
+
+    /// The faults injected so far, when [`ServerOptions::faults`] is set.
+    pub fn fault_stats(&self) -> Option<faults::FaultStats> {
+        self.faults.as_ref().map(|f| f.stats())
     }
 
     /// Stop serving and stop the controllers.

@@ -38,6 +38,8 @@ pub struct AppState {
     pub bookmark_interval: Duration,
     /// Where resource requests are recorded, if anywhere.
     pub request_log: Option<Arc<requests::RequestLog>>,
+    /// Faults to inject into resource requests, if any.
+    pub faults: Option<Arc<crate::faults::Faults>>,
 }
 
 /// The router serving the whole API.
@@ -219,14 +221,14 @@ async fn dispatch(state: &AppState, req: Request) -> Result<Response> {
         ["api", v, rest @ ..] => match parse_resource_path("", v, rest) {
             Some(t) => {
                 record(state, &t, &req);
-                resource(state, t, req).await
+                faulty_resource(state, t, req).await
             }
             None => Err(ApiError::no_route(&path)),
         },
         ["apis", g, v, rest @ ..] => match parse_resource_path(g, v, rest) {
             Some(t) => {
                 record(state, &t, &req);
-                resource(state, t, req).await
+                faulty_resource(state, t, req).await
             }
             None => Err(ApiError::no_route(&path)),
         },
@@ -242,11 +244,7 @@ fn record(state: &AppState, t: &Target, req: &Request) {
     let Some(log) = &state.request_log else {
         return;
     };
-    let watch = t.watch_path
-        || req
-            .uri()
-            .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+    let watch = is_watch(t, req);
     log.push(requests::RequestRecord {
         user_agent: req
             .headers()
@@ -261,6 +259,87 @@ fn record(state: &AppState, t: &Target, req: &Request) {
         namespace: t.namespace.clone(),
         name: t.name.clone(),
     });
+}
+
+fn is_watch(t: &Target, req: &Request) -> bool {
+    t.watch_path
+        || req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"))
+}
+
+/// A resource request, with a fault injected when the server is told to (see
+/// [`crate::faults`]).
+async fn faulty_resource(state: &AppState, t: Target, req: Request) -> Result<Response> {
+    use crate::faults::{Fault, FaultStatus, FaultTarget};
+    let Some(faults) = &state.faults else {
+        return resource(state, t, req).await;
+    };
+    let watch = is_watch(&t, &req);
+    let resumes = watch
+        && Query::parse(req.uri().query())
+            .ok()
+            .and_then(|q| {
+                q.get("resourceVersion")
+                    .map(|rv| !rv.is_empty() && rv != "0")
+            })
+            .unwrap_or(false);
+    let fault = faults.draw(FaultTarget {
+        verb: requests::verb(req.method(), t.name.is_some(), watch),
+        resource: &t.resource,
+        subresource: t.subresource.as_deref(),
+        resumes,
+    });
+    const WHY: &str = "injected fault (capstan apiserver --faults)";
+    match fault {
+        None => resource(state, t, req).await,
+        Some(Fault::Status(status)) => Err(match status {
+            FaultStatus::Conflict => ApiError::conflict(
+                &crate::registry::GroupResource {
+                    group: t.group.clone(),
+                    resource: t.resource.clone(),
+                },
+                t.name.as_deref().unwrap_or_default(),
+                WHY,
+            ),
+            FaultStatus::TooManyRequests => ApiError::too_many_requests(
+                format!("the server has received too many requests: {WHY}"),
+                1,
+            ),
+            FaultStatus::Internal => ApiError::internal(WHY),
+            FaultStatus::Unavailable => ApiError::unavailable(format!(
+                "the server is currently unable to handle the request: {WHY}"
+            )),
+            FaultStatus::Timeout => ApiError::timeout(format!(
+                "the server was unable to return a response in the time allotted: {WHY}"
+            )),
+        }),
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            resource(state, t, req).await
+        }
+        Some(Fault::Reset) => {
+            // carried out, and then the answer is lost with the connection
+            let _ = resource(state, t, req).await;
+            let lost = futures::stream::once(async {
+                Err::<bytes::Bytes, std::io::Error>(std::io::Error::other(WHY))
+            });
+            Ok(Body::from_stream(lost).into_response())
+        }
+        Some(Fault::CloseWatch(after)) => {
+            let resp = resource(state, t, req).await?;
+            let (parts, body) = resp.into_parts();
+            let closed = futures::StreamExt::take_until(
+                body.into_data_stream(),
+                Box::pin(tokio::time::sleep(after)),
+            );
+            Ok(Response::from_parts(parts, Body::from_stream(closed)))
+        }
+        Some(Fault::Gone) => Ok(watch::error_stream(ApiError::gone(format!(
+            "too old resource version: {WHY}"
+        )))),
+    }
 }
 
 /// A list on the wire, serialized without copying its items.

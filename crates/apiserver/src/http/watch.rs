@@ -83,7 +83,7 @@ fn stream_response(stream: ReceiverStream<Result<Bytes, Infallible>>) -> Respons
 }
 
 /// A watch that fails at once: 200 with a single ERROR event, as kube-apiserver does.
-fn error_stream(err: ApiError) -> Response {
+pub(crate) fn error_stream(err: ApiError) -> Response {
     let line = json!({"type": "ERROR", "object": err.to_status()});
     let mut resp = (StatusCode::OK, format!("{line}\n")).into_response();
     resp.headers_mut().insert(

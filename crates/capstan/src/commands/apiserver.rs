@@ -26,6 +26,11 @@ pub struct ApiserverCommand {
     /// How long simulated workloads stay progressing before they become ready (e.g. 500ms, 2s).
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     simulate_delay: Duration,
+    /// Inject faults into resource requests, to try how clients cope (off by default), e.g.
+    /// 'rate=0.1,status=500|503|429|409,delay=2s,reset,watch-close=5s,gone,verbs=create|patch,resources=configmaps'.
+    /// See docs/reliability.md.
+    #[arg(long, value_name = "SPEC")]
+    faults: Option<capstan_apiserver::faults::FaultPlan>,
 }
 
 pub async fn run(args: ApiserverCommand) -> anyhow::Result<ExitCode> {
@@ -37,6 +42,7 @@ pub async fn run(args: ApiserverCommand) -> anyhow::Result<ExitCode> {
         simulation: (!args.no_simulate).then_some(capstan_apiserver::SimulationOptions {
             delay: args.simulate_delay,
         }),
+        faults: args.faults.clone(),
         ..Default::default()
     };
     let server = capstan_apiserver::ApiServer::start(opts)
@@ -51,7 +57,13 @@ pub async fn run(args: ApiserverCommand) -> anyhow::Result<ExitCode> {
         Some(dir) => say(&format!("data persisted in {}", dir.display())),
         None => say("data kept in memory (pass --data-dir to persist)"),
     }
+    if let Some(plan) = &args.faults {
+        say(&format!("injecting faults: {plan}"));
+    }
     stopping.requested().await;
+    if let Some(stats) = server.fault_stats() {
+        say(&stats.to_string());
+    }
     server.shutdown().await;
     say("stopped");
     Ok(ExitCode::SUCCESS)
