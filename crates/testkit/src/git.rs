@@ -124,8 +124,18 @@ impl GitServer {
     /// `http.receivepack` is on, so pushes over HTTP work. `root` must exist; an
     /// error is returned when it does not or the port cannot be bound.
     pub fn start(root: &Path, auth: Option<BasicAuth>) -> io::Result<GitServer> {
+        Self::start_at(root, auth, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// [`start`](Self::start) on a given address: a server brought back on the port an
+    /// earlier one (now dropped) had, so clients that know its URL reach it again.
+    pub fn start_at(
+        root: &Path,
+        auth: Option<BasicAuth>,
+        addr: SocketAddr,
+    ) -> io::Result<GitServer> {
         let root = root.canonicalize()?;
-        let listener = TcpListener::bind(("127.0.0.1", 0))?;
+        let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             root,

@@ -7,6 +7,7 @@ mod charts;
 mod cli;
 mod controller;
 mod deploy;
+mod faults;
 mod health;
 mod images;
 mod import;
