@@ -14,7 +14,10 @@ pub fn set_component(name: &str) {
 
 /// A client for the cluster the flags (or $KUBECONFIG, or ~/.kube/config) name.
 pub async fn client(args: &ClusterArgs) -> anyhow::Result<kube::Client> {
-    kube::Client::try_from(config(args).await?).context("creating the Kubernetes client")
+    Ok(kube::client::ClientBuilder::try_from(config(args).await?)
+        .context("creating the Kubernetes client")?
+        .with_layer(&capstan_engine::retry::RetryTransientLayer)
+        .build())
 }
 
 /// [`client`] counting every request in the controller's `metrics`

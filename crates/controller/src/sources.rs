@@ -87,6 +87,19 @@ pub struct Counters {
 struct RenderCache {
     entries: HashMap<RenderKey, (Arc<Vec<DesiredObject>>, u64)>,
     tick: u64,
+    /// One lock per render in progress: Applications that need the same render at
+    /// once wait for the first instead of rendering it again.
+    in_flight: HashMap<RenderKey, Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl RenderCache {
+    fn hit(&mut self, key: &RenderKey) -> Option<Arc<Vec<DesiredObject>>> {
+        self.tick += 1;
+        let tick = self.tick;
+        let (objs, used) = self.entries.get_mut(key)?;
+        *used = tick;
+        Some(objs.clone())
+    }
 }
 
 impl Sources {
@@ -210,29 +223,31 @@ impl Sources {
             format!("{opts:?}"),
             namespace.to_string(),
         );
-        {
+        let in_flight = {
             let mut cache = self.renders.lock().unwrap_or_else(|p| p.into_inner());
-            cache.tick += 1;
-            let tick = cache.tick;
-            if let Some((objs, used)) = cache.entries.get_mut(&key) {
-                *used = tick;
-                let objs = objs.clone();
+            if let Some(objs) = cache.hit(&key) {
                 drop(cache);
                 self.count(|c| c.renders_cached += 1);
                 return Ok(objs);
             }
+            cache.in_flight.entry(key.clone()).or_default().clone()
+        };
+        let _rendering = in_flight.lock().await;
+        let done = {
+            let mut cache = self.renders.lock().unwrap_or_else(|p| p.into_inner());
+            cache.hit(&key)
+        };
+        if let Some(objs) = done {
+            // rendered by the Application that held the lock
+            self.count(|c| c.renders_cached += 1);
+            return Ok(objs);
         }
-        let tree = self.tree(src, revision).await?;
-        confine::check_tree(tree.root(), std::path::Path::new(path))
-            .map_err(CheckoutError::from)?;
-        let view = Checkout::existing(
-            tree.root().to_path_buf(),
-            PathBuf::from(path),
-            revision.clone(),
-        );
-        let objs = Arc::new(render::render(&view, opts, namespace, scopes).await?);
-        self.count(|c| c.renders += 1);
+        let result = self
+            .render(src, revision, path, opts, namespace, scopes)
+            .await;
         let mut cache = self.renders.lock().unwrap_or_else(|p| p.into_inner());
+        cache.in_flight.remove(&key);
+        let objs = result?;
         cache.tick += 1;
         let tick = cache.tick;
         cache.entries.insert(key, (objs.clone(), tick));
@@ -250,6 +265,28 @@ impl Sources {
                 cache.entries.remove(&k);
             }
         }
+        Ok(objs)
+    }
+
+    async fn render(
+        &self,
+        src: &GitSource,
+        revision: &Revision,
+        path: &str,
+        opts: &RenderOptions,
+        namespace: &str,
+        scopes: &Scopes,
+    ) -> Result<Arc<Vec<DesiredObject>>, SourceError> {
+        let tree = self.tree(src, revision).await?;
+        confine::check_tree(tree.root(), std::path::Path::new(path))
+            .map_err(CheckoutError::from)?;
+        let view = Checkout::existing(
+            tree.root().to_path_buf(),
+            PathBuf::from(path),
+            revision.clone(),
+        );
+        let objs = Arc::new(render::render(&view, opts, namespace, scopes).await?);
+        self.count(|c| c.renders += 1);
         Ok(objs)
     }
 }

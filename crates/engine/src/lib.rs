@@ -21,5 +21,6 @@ pub mod images;
 pub mod inventory;
 pub mod plan;
 pub mod render;
+pub mod retry;
 pub mod source;
 pub mod sync;

@@ -169,9 +169,11 @@ fn a_commit_is_applied_within_the_interval_and_at_once_after_refresh() {
     let e = Env::new();
     e.repo.write("web/ns.yaml", NS);
     e.repo.write("web/cm.yaml", cm("settings", "one"));
+    e.repo.write("beat/cm.yaml", cm("beat", "x"));
     let first = e.repo.commit("first");
     let _c = e.controller(&[]);
     e.application("web", "web", "web", AUTOMATED);
+    e.application("beat", "beat", "web", AUTOMATED);
     e.eventually("the first sync", Duration::from_secs(30), || {
         cm_value(&e, "settings").as_deref() == Some("one")
     });
@@ -203,11 +205,27 @@ fn a_commit_is_applied_within_the_interval_and_at_once_after_refresh() {
     std::thread::sleep(Duration::from_secs(3));
     e.repo.write("web/cm.yaml", cm("settings", "three"));
     e.repo.commit("third");
-    std::thread::sleep(Duration::from_secs(4));
+    // the controller is at work in this window (another Application with a short
+    // interval is reconciled again after the commit), but not on this one
+    let beat = |e: &Env| {
+        e.app("beat")["status"]["reconciledAt"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let before = beat(&e);
+    assert!(
+        before.is_some(),
+        "the other Application has been reconciled"
+    );
+    e.eventually(
+        "the other Application reconciled after the commit",
+        Duration::from_secs(15),
+        || beat(&e) != before,
+    );
     assert_eq!(
         cm_value(&e, "settings").as_deref(),
         Some("two"),
-        "nothing happens before the interval"
+        "nothing of the new commit happens before the interval"
     );
     let out = e.capstan(&["refresh", "web", "-n", "apps"]);
     assert!(

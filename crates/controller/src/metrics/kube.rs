@@ -197,13 +197,16 @@ where
 }
 
 /// A kube client for `config` whose every request is counted in `metrics`: the
-/// client kube-rs builds from a kubeconfig, with [`Metrics::kube_layer`] around it.
+/// client kube-rs builds from a kubeconfig, with [`Metrics::kube_layer`] around it and
+/// transient failures retried ([`capstan_engine::retry`]).
 pub fn counted_client(
     config: kube::Config,
     metrics: &Metrics,
 ) -> Result<kube::Client, kube::Error> {
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&metrics.kube_layer())
+        // outside the counting: each attempt is counted with its own code
+        .with_layer(&capstan_engine::retry::RetryTransientLayer)
         .build())
 }
 

@@ -294,14 +294,21 @@ async fn waves_are_applied_in_order_and_each_waits_for_health() {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: gate\n  annotations:\n    capstan.dev/sync-wave: \"0\"\nspec:\n  selector:\n    matchLabels: {app: gate}\n  template:\n    metadata:\n      labels: {app: gate}\n    spec:\n      containers:\n      - {name: c, image: nginx:1.27}\n",
     );
     let client = f.cluster.client().await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "demo");
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "demo");
     let mut events = api
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client, "demo");
+    let mut rollout = deployments
         .watch(&WatchParams::default(), "0")
         .await
         .unwrap()
         .boxed();
     let report = f.sync().await;
     assert!(report.succeeded(), "{:?}", report.error);
+    // (name, resourceVersion at creation), in the order the server created them
     let mut order = Vec::new();
     while order.len() < 3 {
         if let Some(Ok(WatchEvent::Added(o))) =
@@ -309,10 +316,39 @@ async fn waves_are_applied_in_order_and_each_waits_for_health() {
                 .await
                 .unwrap()
         {
-            order.push(o.metadata.name.unwrap());
+            let rv: u64 = o.metadata.resource_version.unwrap().parse().unwrap();
+            order.push((o.metadata.name.unwrap(), rv));
         }
     }
-    assert_eq!(order, ["early", "middle", "late"]);
+    let names: Vec<&str> = order.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["early", "middle", "late"]);
+    // the first version of the gate that reports itself Available: wave 5 came after it
+    let available_at = loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), rollout.next())
+            .await
+            .expect("the gate becomes available")
+            .unwrap()
+            .unwrap();
+        if let WatchEvent::Added(d) | WatchEvent::Modified(d) = event {
+            let available = d
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.type_.as_deref() == Some("Available")
+                            && c.status.as_deref() == Some("True")
+                    })
+                });
+            if available {
+                break d.metadata.resource_version.unwrap().parse::<u64>().unwrap();
+            }
+        }
+    };
+    assert!(
+        order[1].1 < available_at && available_at < order[2].1,
+        "wave 0 (middle, gate) was applied and waited for before wave 5 (late): {order:?}, gate available at {available_at}"
+    );
     let gate = report
         .changes
         .entries
