@@ -5,4 +5,5 @@
 mod kube_client;
 mod kube_client_more;
 mod kubectl;
+mod kubectl_imperative;
 mod util;
