@@ -231,10 +231,17 @@ fn default_service(
     if let Some(Value::Array(ports)) = spec.get_mut("ports") {
         for p in ports.iter_mut().filter_map(Value::as_object_mut) {
             p.entry("protocol").or_insert_with(|| "TCP".into());
-            if let Some(port) = p.get("port").cloned() {
-                p.entry("targetPort").or_insert(port);
+            // 0 (or "") is unset, as in kube-apiserver: a protobuf body always carries
+            // these non-pointer fields, zero when the client left them out
+            let unset = |v: Option<&Value>| {
+                v.is_none_or(|v| v.is_null() || *v == json!(0) || *v == json!(""))
+            };
+            if let Some(port) = p.get("port").cloned()
+                && unset(p.get("targetPort"))
+            {
+                p.insert("targetPort".into(), port);
             }
-            if wants_node_ports && p.get("nodePort").is_none_or(Value::is_null) {
+            if wants_node_ports && unset(p.get("nodePort")) {
                 p.insert("nodePort".into(), json!(node_port()));
             }
         }
@@ -259,6 +266,16 @@ mod tests {
             svc["spec"]["ports"][0],
             json!({"port": 80, "protocol": "TCP", "targetPort": 80})
         );
+    }
+
+    #[test]
+    fn a_zero_node_port_or_target_port_is_unset() {
+        let mut svc = json!({"metadata": {"name": "web"}, "spec": {"type": "NodePort",
+            "ports": [{"port": 80, "targetPort": 0, "nodePort": 0}, {"port": 81, "targetPort": ""}]}});
+        apply_builtin("", "Service", &mut svc, &mut ip, &mut || 30001);
+        assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
+        assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30001);
+        assert_eq!(svc["spec"]["ports"][1]["targetPort"], 81);
     }
 
     #[test]

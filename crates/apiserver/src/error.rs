@@ -306,6 +306,12 @@ impl ApiError {
         )
     }
 
+    /// 415 UnsupportedMediaType for a body in a known format this server does not take
+    /// for what it is (a protobuf body for a custom resource); `message` says which.
+    pub fn unsupported_body(message: impl Into<String>) -> Self {
+        ApiError::new(415, "UnsupportedMediaType", message)
+    }
+
     /// 500 InternalError: something the server itself failed at (storage, I/O).
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError::new(

@@ -228,55 +228,58 @@ fn decode<T: DeserializeOwned>(obj: &Value) -> Result<Decoded, (String, String)>
 }
 
 macro_rules! typed {
-    ($group:expr, $kind:expr, $obj:expr, { $( ($g:literal, $k:literal) => $t:ty ),* $(,)? }) => {
+    ($group:expr, $kind:expr, $obj:expr, { $( ($g:literal, $k:literal) => $($seg:ident)::+ ),* $(,)? }) => {
         match ($group, $kind) {
-            $( ($g, $k) => Some(decode::<$t>($obj)), )*
+            $( ($g, $k) => Some(decode::<k8s_openapi::$($seg)::+>($obj)), )*
             _ => None,
         }
     };
 }
 
-/// Call `$m!(args…, { (group, kind) => type, … })` with every built-in kind this server
-/// has a k8s-openapi type for: decoding ([`decode_builtin`]) and the OpenAPI schemas
-/// (`http::discovery`) use the same list.
+/// Call `$m!(args…, { (group, kind) => path, … })` with every built-in kind this server
+/// has a type for: decoding ([`decode_builtin`]), the OpenAPI schemas (`http::discovery`)
+/// and protobuf bodies (`http::protobuf`) use the same list. `path` is the type's path
+/// inside k8s-openapi, which k8s-pb's prost types share (both are generated from the
+/// same Kubernetes API definitions).
 macro_rules! builtin_types {
-    ($m:ident, $($args:expr),*) => {
+    ($m:ident, $($args:tt),*) => {
         $m!($($args),*, {
-            ("", "Namespace") => k8s_openapi::api::core::v1::Namespace,
-            ("", "ConfigMap") => k8s_openapi::api::core::v1::ConfigMap,
-            ("", "Secret") => k8s_openapi::api::core::v1::Secret,
-            ("", "Service") => k8s_openapi::api::core::v1::Service,
-            ("", "ServiceAccount") => k8s_openapi::api::core::v1::ServiceAccount,
-            ("", "Pod") => k8s_openapi::api::core::v1::Pod,
-            ("", "Event") => k8s_openapi::api::core::v1::Event,
-            ("events.k8s.io", "Event") => k8s_openapi::api::events::v1::Event,
-            ("", "Endpoints") => k8s_openapi::api::core::v1::Endpoints,
-            ("", "PersistentVolumeClaim") => k8s_openapi::api::core::v1::PersistentVolumeClaim,
-            ("", "PersistentVolume") => k8s_openapi::api::core::v1::PersistentVolume,
-            ("", "ResourceQuota") => k8s_openapi::api::core::v1::ResourceQuota,
-            ("", "LimitRange") => k8s_openapi::api::core::v1::LimitRange,
-            ("apps", "Deployment") => k8s_openapi::api::apps::v1::Deployment,
-            ("apps", "StatefulSet") => k8s_openapi::api::apps::v1::StatefulSet,
-            ("apps", "DaemonSet") => k8s_openapi::api::apps::v1::DaemonSet,
-            ("apps", "ReplicaSet") => k8s_openapi::api::apps::v1::ReplicaSet,
-            ("batch", "Job") => k8s_openapi::api::batch::v1::Job,
-            ("batch", "CronJob") => k8s_openapi::api::batch::v1::CronJob,
-            ("networking.k8s.io", "Ingress") => k8s_openapi::api::networking::v1::Ingress,
-            ("networking.k8s.io", "IngressClass") => k8s_openapi::api::networking::v1::IngressClass,
-            ("networking.k8s.io", "NetworkPolicy") => k8s_openapi::api::networking::v1::NetworkPolicy,
-            ("rbac.authorization.k8s.io", "Role") => k8s_openapi::api::rbac::v1::Role,
-            ("rbac.authorization.k8s.io", "RoleBinding") => k8s_openapi::api::rbac::v1::RoleBinding,
-            ("rbac.authorization.k8s.io", "ClusterRole") => k8s_openapi::api::rbac::v1::ClusterRole,
-            ("rbac.authorization.k8s.io", "ClusterRoleBinding") => k8s_openapi::api::rbac::v1::ClusterRoleBinding,
-            ("coordination.k8s.io", "Lease") => k8s_openapi::api::coordination::v1::Lease,
-            ("policy", "PodDisruptionBudget") => k8s_openapi::api::policy::v1::PodDisruptionBudget,
-            ("autoscaling", "HorizontalPodAutoscaler") => k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler,
-            ("storage.k8s.io", "StorageClass") => k8s_openapi::api::storage::v1::StorageClass,
-            ("scheduling.k8s.io", "PriorityClass") => k8s_openapi::api::scheduling::v1::PriorityClass,
-            ("apiextensions.k8s.io", "CustomResourceDefinition") => k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+            ("", "Namespace") => api::core::v1::Namespace,
+            ("", "ConfigMap") => api::core::v1::ConfigMap,
+            ("", "Secret") => api::core::v1::Secret,
+            ("", "Service") => api::core::v1::Service,
+            ("", "ServiceAccount") => api::core::v1::ServiceAccount,
+            ("", "Pod") => api::core::v1::Pod,
+            ("", "Event") => api::core::v1::Event,
+            ("events.k8s.io", "Event") => api::events::v1::Event,
+            ("", "Endpoints") => api::core::v1::Endpoints,
+            ("", "PersistentVolumeClaim") => api::core::v1::PersistentVolumeClaim,
+            ("", "PersistentVolume") => api::core::v1::PersistentVolume,
+            ("", "ResourceQuota") => api::core::v1::ResourceQuota,
+            ("", "LimitRange") => api::core::v1::LimitRange,
+            ("apps", "Deployment") => api::apps::v1::Deployment,
+            ("apps", "StatefulSet") => api::apps::v1::StatefulSet,
+            ("apps", "DaemonSet") => api::apps::v1::DaemonSet,
+            ("apps", "ReplicaSet") => api::apps::v1::ReplicaSet,
+            ("batch", "Job") => api::batch::v1::Job,
+            ("batch", "CronJob") => api::batch::v1::CronJob,
+            ("networking.k8s.io", "Ingress") => api::networking::v1::Ingress,
+            ("networking.k8s.io", "IngressClass") => api::networking::v1::IngressClass,
+            ("networking.k8s.io", "NetworkPolicy") => api::networking::v1::NetworkPolicy,
+            ("rbac.authorization.k8s.io", "Role") => api::rbac::v1::Role,
+            ("rbac.authorization.k8s.io", "RoleBinding") => api::rbac::v1::RoleBinding,
+            ("rbac.authorization.k8s.io", "ClusterRole") => api::rbac::v1::ClusterRole,
+            ("rbac.authorization.k8s.io", "ClusterRoleBinding") => api::rbac::v1::ClusterRoleBinding,
+            ("coordination.k8s.io", "Lease") => api::coordination::v1::Lease,
+            ("policy", "PodDisruptionBudget") => api::policy::v1::PodDisruptionBudget,
+            ("autoscaling", "HorizontalPodAutoscaler") => api::autoscaling::v2::HorizontalPodAutoscaler,
+            ("storage.k8s.io", "StorageClass") => api::storage::v1::StorageClass,
+            ("scheduling.k8s.io", "PriorityClass") => api::scheduling::v1::PriorityClass,
+            ("apiextensions.k8s.io", "CustomResourceDefinition") => apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
         })
     };
 }
+pub(crate) use builtin_types;
 
 /// Decode a built-in object into its k8s-openapi type.
 ///
@@ -291,10 +294,10 @@ pub fn decode_builtin(
 }
 
 macro_rules! schema_of {
-    ($group:expr, $kind:expr, $gen:expr, { $( ($g:literal, $k:literal) => $t:ty ),* $(,)? }) => {
+    ($group:expr, $kind:expr, $gen:expr, { $( ($g:literal, $k:literal) => $($seg:ident)::+ ),* $(,)? }) => {
         match ($group, $kind) {
-            $( ($g, $k) => Some(<$t as schemars::JsonSchema>::schema_name().into_owned()).map(|name| {
-                $gen.subschema_for::<$t>();
+            $( ($g, $k) => Some(<k8s_openapi::$($seg)::+ as schemars::JsonSchema>::schema_name().into_owned()).map(|name| {
+                $gen.subschema_for::<k8s_openapi::$($seg)::+>();
                 name
             }), )*
             _ => None,

@@ -5,6 +5,7 @@
 pub mod authn;
 pub mod authz;
 pub mod discovery;
+pub mod protobuf;
 pub mod request;
 pub mod requests;
 pub mod table;

@@ -1,5 +1,6 @@
 //! Turning HTTP requests into API calls: query parameters, content negotiation,
-//! body decoding (JSON or YAML) and the write/list/delete options they carry.
+//! body decoding (JSON, YAML, or protobuf for the built-in kinds) and the
+//! write/list/delete options they carry.
 
 use std::collections::HashMap;
 
@@ -288,19 +289,20 @@ pub fn decode(bytes: &[u8], yaml_allowed: bool) -> Result<Value> {
     }
 }
 
-/// Decode a POST/PUT body according to its content type; 415 for other types.
+/// Decode a POST/PUT body according to its content type: JSON, YAML, or protobuf for
+/// the built-in kinds (see [`super::protobuf`]); 415 for other types.
 pub fn decode_object(headers: &HeaderMap, bytes: &[u8]) -> Result<Value> {
     match content_type(headers).as_str() {
         "application/json" | "" => decode(bytes, false),
         "application/yaml" | "application/x-yaml" | "text/yaml" => decode(bytes, true),
-        "application/vnd.kubernetes.protobuf" => Err(ApiError::unsupported_media_type(
-            "application/vnd.kubernetes.protobuf (the embedded API server speaks JSON and YAML only; \
-             instead of an imperative `kubectl create <kind>`, use `kubectl create <kind> ... --dry-run=client -o yaml | kubectl apply -f -`)",
-            &["application/json", "application/yaml"],
-        )),
+        super::protobuf::CONTENT_TYPE => super::protobuf::decode(bytes),
         other => Err(ApiError::unsupported_media_type(
             other,
-            &["application/json", "application/yaml"],
+            &[
+                "application/json",
+                "application/yaml",
+                super::protobuf::CONTENT_TYPE,
+            ],
         )),
     }
 }

@@ -616,6 +616,54 @@ async fn bad_input_gets_a_status_never_a_crash() {
         (400, Some("BadRequest")),
         "{body}"
     );
+    // a protobuf body: garbled is a 400 naming what failed; a custom resource's is a
+    // 415 (kube-apiserver takes no protobuf for custom resources either)
+    let (code, body) = raw(
+        &client,
+        "POST",
+        cms,
+        "application/vnd.kubernetes.protobuf",
+        b"k8s\0\xff\xff\xff".to_vec(),
+    )
+    .await;
+    assert_eq!((code, body["reason"].as_str()), (400, Some("BadRequest")));
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("runtime.Unknown")),
+        "{body}"
+    );
+    let widget = {
+        use k8s_pb::apimachinery::pkg::runtime::{TypeMeta, Unknown};
+        use prost::Message;
+        let unknown = Unknown {
+            type_meta: Some(TypeMeta {
+                api_version: Some("example.com/v1".into()),
+                kind: Some("Widget".into()),
+            }),
+            raw: Some(vec![]),
+            ..Default::default()
+        };
+        [b"k8s\0".as_slice(), &unknown.encode_to_vec()].concat()
+    };
+    let (code, body) = raw(
+        &client,
+        "POST",
+        cms,
+        "application/vnd.kubernetes.protobuf",
+        widget,
+    )
+    .await;
+    assert_eq!(
+        (code, body["reason"].as_str()),
+        (415, Some("UnsupportedMediaType"))
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Widget")),
+        "{body}"
+    );
     let (code, _) = raw(
         &client,
         "GET",

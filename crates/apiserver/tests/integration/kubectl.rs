@@ -613,8 +613,8 @@ fn scale_and_status_subresources() {
 
 #[test]
 fn a_service_account_token_authenticates_but_is_not_authorized() {
-    // `kubectl create token` sends a protobuf body (not supported, 415), so the token is
-    // asked for as kube-rs does, and used with kubectl
+    // the token is asked for as kube-rs does (JSON), and used with kubectl;
+    // `kubectl create token` itself (a protobuf body) is in kubectl_imperative
     use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
     use k8s_openapi::api::core::v1::ServiceAccount;
     use kube::api::{Api, PostParams};
@@ -652,9 +652,8 @@ fn a_service_account_token_authenticates_but_is_not_authorized() {
         err.contains("Forbidden") && err.contains("system:serviceaccount:default:deployer"),
         "{err}"
     );
-    // and it may ask what it may do (`kubectl auth can-i`; asked as kube-rs does, since
-    // kubectl sends that question as protobuf): nothing but that, while the admin may
-    // do everything
+    // and it may ask what it may do (`kubectl auth can-i`, asked here as kube-rs asks
+    // it, in JSON): nothing but that, while the admin may do everything
     let can_i = |token: Option<String>, verb: &'static str, resource: &'static str| {
         use k8s_openapi::api::authorization::v1::{
             ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,

@@ -6,4 +6,5 @@ mod faults;
 mod kube_client;
 mod kube_client_more;
 mod kubectl;
+mod kubectl_imperative;
 mod util;
