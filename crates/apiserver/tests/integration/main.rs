@@ -6,3 +6,4 @@ mod kube_client;
 mod kube_client_more;
 mod kubectl;
 mod util;
+mod workloads;
