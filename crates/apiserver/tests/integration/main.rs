@@ -8,3 +8,4 @@ mod kube_client_more;
 mod kubectl;
 mod kubectl_imperative;
 mod util;
+mod workloads;

@@ -512,27 +512,6 @@ fn one_application_shows_its_tree_and_a_diff_that_masks_secret_values() {
         assert_eq!(code, 202, "{body}");
         env.until_row("web", "sync", "Synced").await;
 
-        // what a cluster's controllers would make: a ReplicaSet owned by the Deployment, a Pod by it
-        let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
-            Api::namespaced(env.client.clone(), "web");
-        let uid = deployments.get("web").await.unwrap().metadata.uid.unwrap();
-        let owner = |kind: &str, name: &str, uid: &str| json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": uid, "controller": true}]);
-        apply(&env.client, json!({
-            "apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "metadata": {"name": "web-5d8f", "namespace": "web", "ownerReferences": owner("Deployment", "web", &uid)},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}},
-        }))
-        .await;
-        let rs: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
-            Api::namespaced(env.client.clone(), "web");
-        let rs_uid = rs.get("web-5d8f").await.unwrap().metadata.uid.unwrap();
-        apply(&env.client, json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "web-5d8f-x2v", "namespace": "web", "ownerReferences": owner("ReplicaSet", "web-5d8f", &rs_uid)},
-            "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
-        }))
-        .await;
-
         let detail = env.get("/api/v1/applications/apps/web", VIEWER).await;
         assert_eq!(detail["summary"]["sync"], "Synced");
         let resources = detail["resources"].as_array().unwrap();
@@ -544,19 +523,28 @@ fn one_application_shows_its_tree_and_a_diff_that_masks_secret_values() {
             kinds.contains(&"Secret") && kinds.contains(&"ConfigMap"),
             "{kinds:?}"
         );
+        // what the cluster's controllers made: a ReplicaSet owned by the Deployment, its Pod
         let dep = resources
             .iter()
             .find(|r| r["kind"] == "Deployment")
             .unwrap();
         assert_eq!(dep["exists"], true);
+        let dep = eventually("the ReplicaSet and its Pod in the tree", || async move {
+            let detail = env.get("/api/v1/applications/apps/web", VIEWER).await;
+            let dep = detail["resources"]
+                .as_array()?
+                .iter()
+                .find(|r| r["kind"] == "Deployment")?
+                .clone();
+            (dep["children"][0]["children"][0]["kind"] == "Pod").then_some(dep)
+        })
+        .await;
         let rs_node = &dep["children"][0];
-        assert_eq!(
-            (rs_node["kind"].as_str(), rs_node["name"].as_str()),
-            (Some("ReplicaSet"), Some("web-5d8f")),
-            "{dep}"
-        );
-        assert_eq!(rs_node["children"][0]["kind"], "Pod", "{rs_node}");
-        assert_eq!(rs_node["children"][0]["name"], "web-5d8f-x2v");
+        let rs_name = rs_node["name"].as_str().unwrap();
+        assert_eq!(rs_node["kind"], "ReplicaSet", "{dep}");
+        assert!(rs_name.starts_with("web-"), "{dep}");
+        let pod = rs_node["children"][0]["name"].as_str().unwrap();
+        assert!(pod.starts_with(&format!("{rs_name}-")), "{rs_node}");
 
         // in sync: no diff, both manifests there, the Secret's value masked
         let path = "/api/v1/applications/apps/web/resource?kind=Secret&name=creds&namespace=web";

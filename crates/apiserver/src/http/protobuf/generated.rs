@@ -6,6 +6,16 @@ use serde_json::Value;
 
 use super::json::{Fields, ToJson};
 
+impl ToJson for k8s_pb::api::apps::v1::ControllerRevision {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("metadata", &self.metadata)
+            .field("data", &self.data)
+            .field("revision", &self.revision)
+            .into_value()
+    }
+}
+
 impl ToJson for k8s_pb::api::apps::v1::DaemonSet {
     fn to_json(&self) -> Value {
         Fields::default()
@@ -966,6 +976,15 @@ impl ToJson for k8s_pb::api::core::v1::AppArmorProfile {
     }
 }
 
+impl ToJson for k8s_pb::api::core::v1::AttachedVolume {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("name", &self.name)
+            .field("devicePath", &self.device_path)
+            .into_value()
+    }
+}
+
 impl ToJson for k8s_pb::api::core::v1::AwsElasticBlockStoreVolumeSource {
     fn to_json(&self) -> Value {
         Fields::default()
@@ -1147,6 +1166,18 @@ impl ToJson for k8s_pb::api::core::v1::ConfigMapKeySelector {
     }
 }
 
+impl ToJson for k8s_pb::api::core::v1::ConfigMapNodeConfigSource {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("uid", &self.uid)
+            .field("resourceVersion", &self.resource_version)
+            .field("kubeletConfigKey", &self.kubelet_config_key)
+            .into_value()
+    }
+}
+
 impl ToJson for k8s_pb::api::core::v1::ConfigMapProjection {
     fn to_json(&self) -> Value {
         Fields::default()
@@ -1206,6 +1237,15 @@ impl ToJson for k8s_pb::api::core::v1::ContainerExtendedResourceRequest {
             .field("containerName", &self.container_name)
             .field("resourceName", &self.resource_name)
             .field("requestName", &self.request_name)
+            .into_value()
+    }
+}
+
+impl ToJson for k8s_pb::api::core::v1::ContainerImage {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("names", &self.names)
+            .field("sizeBytes", &self.size_bytes)
             .into_value()
     }
 }
@@ -1316,6 +1356,14 @@ impl ToJson for k8s_pb::api::core::v1::ContainerUser {
     fn to_json(&self) -> Value {
         Fields::default()
             .field("linux", &self.linux)
+            .into_value()
+    }
+}
+
+impl ToJson for k8s_pb::api::core::v1::DaemonEndpoint {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("Port", &self.port)
             .into_value()
     }
 }
@@ -1891,11 +1939,96 @@ impl ToJson for k8s_pb::api::core::v1::NfsVolumeSource {
     }
 }
 
+impl ToJson for k8s_pb::api::core::v1::Node {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("metadata", &self.metadata)
+            .field("spec", &self.spec)
+            .field("status", &self.status)
+            .into_value()
+    }
+}
+
+impl ToJson for k8s_pb::api::core::v1::NodeAddress {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("type", &self.r#type)
+            .field("address", &self.address)
+            .into_value()
+    }
+}
+
 impl ToJson for k8s_pb::api::core::v1::NodeAffinity {
     fn to_json(&self) -> Value {
         Fields::default()
             .field("requiredDuringSchedulingIgnoredDuringExecution", &self.required_during_scheduling_ignored_during_execution)
             .field("preferredDuringSchedulingIgnoredDuringExecution", &self.preferred_during_scheduling_ignored_during_execution)
+            .into_value()
+    }
+}
+
+impl ToJson for k8s_pb::api::core::v1::NodeCondition {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("type", &self.r#type)
+            .field("status", &self.status)
+            .field("lastHeartbeatTime", &self.last_heartbeat_time)
+            .field("lastTransitionTime", &self.last_transition_time)
+            .field("reason", &self.reason)
+            .field("message", &self.message)
+            .into_value()
+    }
+}
+
+impl ToJson for k8s_pb::api::core::v1::NodeConfigSource {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("configMap", &self.config_map)
+            .into_value()
+    }
+}
+
+impl ToJson for k8s_pb::api::core::v1::NodeConfigStatus {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("assigned", &self.assigned)
+            .field("active", &self.active)
+            .field("lastKnownGood", &self.last_known_good)
+            .field("error", &self.error)
+            .into_value()
+    }
+}
+
+impl ToJson for k8s_pb::api::core::v1::NodeDaemonEndpoints {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("kubeletEndpoint", &self.kubelet_endpoint)
+            .into_value()
+    }
+}
+
+impl ToJson for k8s_pb::api::core::v1::NodeFeatures {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("supplementalGroupsPolicy", &self.supplemental_groups_policy)
+            .into_value()
+    }
+}
+
+impl ToJson for k8s_pb::api::core::v1::NodeRuntimeHandler {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("name", &self.name)
+            .field("features", &self.features)
+            .into_value()
+    }
+}
+
+impl ToJson for k8s_pb::api::core::v1::NodeRuntimeHandlerFeatures {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("recursiveReadOnlyMounts", &self.recursive_read_only_mounts)
+            .field("userNamespaces", &self.user_namespaces)
             .into_value()
     }
 }
@@ -1923,6 +2056,67 @@ impl ToJson for k8s_pb::api::core::v1::NodeSelectorTerm {
         Fields::default()
             .field("matchExpressions", &self.match_expressions)
             .field("matchFields", &self.match_fields)
+            .into_value()
+    }
+}
+
+impl ToJson for k8s_pb::api::core::v1::NodeSpec {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("podCIDR", &self.pod_cidr)
+            .field("podCIDRs", &self.pod_cid_rs)
+            .field("providerID", &self.provider_id)
+            .field("unschedulable", &self.unschedulable)
+            .field("taints", &self.taints)
+            .field("configSource", &self.config_source)
+            .field("externalID", &self.external_id)
+            .into_value()
+    }
+}
+
+impl ToJson for k8s_pb::api::core::v1::NodeStatus {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("capacity", &self.capacity)
+            .field("allocatable", &self.allocatable)
+            .field("phase", &self.phase)
+            .field("conditions", &self.conditions)
+            .field("addresses", &self.addresses)
+            .field("daemonEndpoints", &self.daemon_endpoints)
+            .field("nodeInfo", &self.node_info)
+            .field("images", &self.images)
+            .field("volumesInUse", &self.volumes_in_use)
+            .field("volumesAttached", &self.volumes_attached)
+            .field("config", &self.config)
+            .field("runtimeHandlers", &self.runtime_handlers)
+            .field("features", &self.features)
+            .field("declaredFeatures", &self.declared_features)
+            .into_value()
+    }
+}
+
+impl ToJson for k8s_pb::api::core::v1::NodeSwapStatus {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("capacity", &self.capacity)
+            .into_value()
+    }
+}
+
+impl ToJson for k8s_pb::api::core::v1::NodeSystemInfo {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("machineID", &self.machine_id)
+            .field("systemUUID", &self.system_uuid)
+            .field("bootID", &self.boot_id)
+            .field("kernelVersion", &self.kernel_version)
+            .field("osImage", &self.os_image)
+            .field("containerRuntimeVersion", &self.container_runtime_version)
+            .field("kubeletVersion", &self.kubelet_version)
+            .field("kubeProxyVersion", &self.kube_proxy_version)
+            .field("operatingSystem", &self.operating_system)
+            .field("architecture", &self.architecture)
+            .field("swap", &self.swap)
             .into_value()
     }
 }
@@ -2810,6 +3004,17 @@ impl ToJson for k8s_pb::api::core::v1::Sysctl {
         Fields::default()
             .field("name", &self.name)
             .field("value", &self.value)
+            .into_value()
+    }
+}
+
+impl ToJson for k8s_pb::api::core::v1::Taint {
+    fn to_json(&self) -> Value {
+        Fields::default()
+            .field("key", &self.key)
+            .field("value", &self.value)
+            .field("effect", &self.effect)
+            .field("timeAdded", &self.time_added)
             .into_value()
     }
 }
