@@ -45,8 +45,11 @@ impl Patch<'_> {
 pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value, String> {
     let ops: json_patch::Patch =
         serde_json::from_value(patch.clone()).map_err(|e| format!("invalid JSON patch: {e}"))?;
+    // applied to a copy that is dropped on error, so json-patch's own undo is not needed;
+    // it also panics when an operation it must undo cannot be reversed (a `move` to the
+    // root, found by crates/fuzz)
     let mut out = doc.clone();
-    json_patch::patch(&mut out, &ops).map_err(|e| e.to_string())?;
+    json_patch::patch_unsafe(&mut out, &ops).map_err(|e| e.to_string())?;
     Ok(out)
 }
 
@@ -267,6 +270,20 @@ fn strip_directives_map(m: &Map<String, Value>) -> Map<String, Value> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_failing_json_patch_that_moved_the_root_is_an_error_not_a_panic() {
+        // found by crates/fuzz: json-patch could not undo the move and panicked
+        let doc = json!({"kind": "ConfigMap"});
+        let patch = json!([
+            {"op": "add", "path": "", "value": ["v1"]},
+            {"op": "move", "path": "", "from": "/0"},
+            {"op": "remove", "path": ""},
+        ]);
+        assert!(json_patch(&doc, &patch).is_err());
+        let ok = json!([{"op": "add", "path": "/data", "value": {"a": "b"}}]);
+        assert_eq!(json_patch(&doc, &ok).unwrap()["data"]["a"], "b");
+    }
 
     fn deploy() -> Schema<'static> {
         Schema::Builtin {

@@ -16,6 +16,8 @@
 
 pub mod destination;
 pub mod diff;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod images;
 pub mod inventory;

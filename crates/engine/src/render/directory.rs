@@ -87,20 +87,29 @@ fn read_manifest(root: &Path, file: &Path) -> Result<Vec<RawObject>, RenderError
         path: shown.clone(),
         source,
     })?;
-    if file.extension().is_some_and(|e| e == "json") {
-        let object = serde_json::from_str(&text).map_err(|e| RenderError::Parse {
-            path: shown.clone(),
+    parse_manifest(&text, &shown, file.extension().is_some_and(|e| e == "json"))
+}
+
+/// The objects of one manifest file's text: one JSON object, or YAML documents.
+pub(crate) fn parse_manifest(
+    text: &str,
+    shown: &str,
+    json: bool,
+) -> Result<Vec<RawObject>, RenderError> {
+    if json {
+        let object = serde_json::from_str(text).map_err(|e| RenderError::Parse {
+            path: shown.to_string(),
             message: format!("line {} column {}: {e}", e.line(), e.column()),
         })?;
         Ok(vec![RawObject {
             object,
             origin: Origin {
-                file: shown,
+                file: shown.to_string(),
                 document: 1,
             },
         }])
     } else {
-        parse_documents(&text, &shown)
+        parse_documents(text, shown)
     }
 }
 

@@ -11,7 +11,7 @@
 //! the built-in table plus the CRDs being rendered); the same object twice is an
 //! error naming both places it came from.
 
-mod directory;
+pub(crate) mod directory;
 mod helm;
 pub mod jsonnet;
 mod kustomize;
@@ -319,13 +319,20 @@ fn display_rel(root: &Path, path: &Path) -> String {
 /// Parse a multi-document YAML (or JSON) text into objects, skipping empty documents.
 pub(crate) fn parse_documents(text: &str, file: &str) -> Result<Vec<RawObject>, RenderError> {
     // The default budget (1,024 documents, 250,000 nodes) is for configuration files;
-    // a generated manifest of thousands of objects is normal here. Alias and anchor
-    // limits (the YAML-bomb guards) stay at their defaults.
+    // a generated manifest of thousands of objects is normal here. With that many nodes
+    // allowed, the alias limits are what stop a YAML bomb, and their defaults (a million
+    // events recorded for anchors or replayed from aliases) let a 250-byte file take half
+    // a second and hundreds of megabytes to be refused; renderers' output has no aliases
+    // and hand-written files share small blocks, so a tenth of that is plenty.
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_documents: 1_000_000,
             max_nodes: 50_000_000,
             max_events: 200_000_000,
+            max_recorded_anchor_events: 100_000,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 100_000,
         },
     };
     let docs: Vec<Value> =
@@ -381,6 +388,29 @@ mod tests {
         .unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("deploy/app.yaml: line 5"), "{msg}");
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused() {
+        // 250 bytes that expand to 8^6 = 262,144 scalars (found by crates/fuzz: half a
+        // second per file before the alias limits were tightened)
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x]\n");
+        for i in 1..6 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![format!("*a{p}"); 8].join(", ")
+            ));
+        }
+        let err = parse_documents(&text, "bomb.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("bomb.yaml: line "), "{err}");
+        // a few shared blocks still parse
+        let objs = parse_documents(
+            "base: &base {a: 1, b: [1, 2, 3]}\nx: *base\ny: {<<: *base, c: 2}\n",
+            "ok.yaml",
+        )
+        .unwrap();
+        assert_eq!(objs[0].object["y"]["b"][2], 3);
     }
 
     #[test]

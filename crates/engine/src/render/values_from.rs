@@ -219,7 +219,7 @@ fn secret_data(secret: Secret) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The document of `r` from the object's `data` (`None`: the object is missing).
-fn document(
+pub(crate) fn document(
     r: &ValuesReference,
     object: &str,
     data: Option<Vec<(String, Vec<u8>)>>,

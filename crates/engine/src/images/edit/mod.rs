@@ -351,35 +351,23 @@ pub fn apply(root: &Path, path: &Path, plan: &EditPlan) -> Result<EditOutcome, E
         if !explicit_helm && !c.top_kustomization && !screen.may_use(&text) {
             continue;
         }
-        let mut file = EditableFile::parse(&c.rel, &text)?;
-        let mut changes = Vec::new();
-        setters::apply(&mut file, &text, &plan.policies, &mut changes, &mut used)?;
-        if c.values_file || explicit_helm {
-            let targets: Vec<&HelmTarget> = plan
-                .helm
-                .iter()
-                .filter(|t| confine::join(&base, Path::new(&t.file)).is_ok_and(|p| p == c.real))
-                .collect();
-            helm::apply(&mut file, &plan.images, &targets, &mut changes, &mut used)?;
-        } else {
-            let addable: Vec<&ImageSetting> = if c.top_kustomization && plan.add_kustomize_entries {
-                plan.images
+        let role = FileRole {
+            helm_targets: (c.values_file || explicit_helm).then(|| {
+                plan.helm
                     .iter()
-                    .filter(|s| s.named || resource_uses.contains(&s.image))
+                    .filter(|t| confine::join(&base, Path::new(&t.file)).is_ok_and(|p| p == c.real))
                     .collect()
-            } else {
-                Vec::new()
-            };
-            let kustomization =
-                kustomize::apply(&mut file, &plan.images, &addable, &mut changes, &mut used)?;
-            if !kustomization && !c.in_kustomize_dir {
-                manifest::apply(&mut file, &plan.images, &mut changes, &mut used)?;
-            } else if !kustomization {
-                // a resource of a Kustomization: its images are the Kustomization's to set
-                resource_uses.extend(manifest::uses(&file, &plan.images));
-            }
-        }
-        if let Some(new) = file.finish()? {
+            }),
+            in_kustomize_dir: c.in_kustomize_dir,
+            top_kustomization: c.top_kustomization,
+        };
+        let mut changes = Vec::new();
+        let mut found = Found {
+            changes: &mut changes,
+            used: &mut used,
+            resource_uses: &mut resource_uses,
+        };
+        if let Some(new) = edit_text(&c.rel, &text, &role, plan, &mut found)? {
             outcome.files.push(c.rel.clone());
             writes.push((c.real.clone(), new));
         }
@@ -414,6 +402,79 @@ pub fn apply(root: &Path, path: &Path, plan: &EditPlan) -> Result<EditOutcome, E
         })?;
     }
     Ok(outcome)
+}
+
+/// What a file is to an edit.
+pub(crate) struct FileRole<'a> {
+    /// A Helm values file, with the plan's keys that name it (`None`: not values).
+    pub(crate) helm_targets: Option<Vec<&'a HelmTarget>>,
+    /// Its directory is a Kustomization directory (its images are the Kustomization's).
+    pub(crate) in_kustomize_dir: bool,
+    /// It is the Kustomization at the edited path itself.
+    pub(crate) top_kustomization: bool,
+}
+
+/// What editing files finds, across files.
+pub(crate) struct Found<'a> {
+    /// Fields changed in this file.
+    pub(crate) changes: &'a mut Vec<FieldChange>,
+    /// Images and policies used so far.
+    pub(crate) used: &'a mut BTreeSet<String>,
+    /// Images the resources of the Kustomization at the path use.
+    pub(crate) resource_uses: &'a mut BTreeSet<String>,
+}
+
+/// Edit one file's `text` in memory as `plan` says: its new text, or `None` when
+/// nothing changed.
+pub(crate) fn edit_text(
+    rel: &str,
+    text: &str,
+    role: &FileRole<'_>,
+    plan: &EditPlan,
+    found: &mut Found<'_>,
+) -> Result<Option<String>, EditError> {
+    let mut file = EditableFile::parse(rel, text)?;
+    setters::apply(&mut file, text, &plan.policies, found.changes, found.used)?;
+    if let Some(targets) = &role.helm_targets {
+        helm::apply(&mut file, &plan.images, targets, found.changes, found.used)?;
+    } else {
+        let addable: Vec<&ImageSetting> = if role.top_kustomization && plan.add_kustomize_entries {
+            plan.images
+                .iter()
+                .filter(|s| s.named || found.resource_uses.contains(&s.image))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let kustomization =
+            kustomize::apply(&mut file, &plan.images, &addable, found.changes, found.used)?;
+        if !kustomization && !role.in_kustomize_dir {
+            manifest::apply(&mut file, &plan.images, found.changes, found.used)?;
+        } else if !kustomization {
+            // a resource of a Kustomization: its images are the Kustomization's to set
+            found
+                .resource_uses
+                .extend(manifest::uses(&file, &plan.images));
+        }
+    }
+    file.finish()
+}
+
+/// The images one file's `text` pins (see [`used_images`]).
+pub(crate) fn used_in_text(
+    rel: &str,
+    text: &str,
+    values_file: bool,
+    in_kustomize_dir: bool,
+) -> Result<Vec<UsedImage>, EditError> {
+    let file = EditableFile::parse(rel, text)?;
+    let mut found = Vec::new();
+    if values_file {
+        helm::used(&file, &mut found);
+    } else if !kustomize::used(&file, &mut found) && !in_kustomize_dir {
+        manifest::used(&file, &mut found);
+    }
+    Ok(found)
 }
 
 /// A cheap look at a file's bytes: could it use anything the plan sets?
@@ -602,13 +663,7 @@ pub fn used_images(root: &Path, path: &Path) -> Result<Vec<UsedImage>, EditError
             path: c.rel.clone(),
             source,
         })?;
-        let file = EditableFile::parse(&c.rel, &text)?;
-        let mut found = Vec::new();
-        if c.values_file {
-            helm::used(&file, &mut found);
-        } else if !kustomize::used(&file, &mut found) && !c.in_kustomize_dir {
-            manifest::used(&file, &mut found);
-        }
+        let found = used_in_text(&c.rel, &text, c.values_file, c.in_kustomize_dir)?;
         for u in found {
             if let Some(other) = out.iter().find(|o| o.image == u.image) {
                 if other.reference != u.reference {
