@@ -511,22 +511,41 @@ fn get_watch_sees_an_added_object() {
     cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("kubectl get -w starts");
-    std::thread::sleep(Duration::from_millis(800));
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout_pipe = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout_pipe)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut text = String::new();
+    let mut wait_for = |prefix: &str, text: &mut String| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !text.lines().any(|l| l.starts_with(prefix)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    // the list is printed first; the watch resumes from its resourceVersion
+    assert!(wait_for("cfg ", &mut text), "initial list printed:\n{text}");
     s.apply(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late, namespace: demo}\ndata: {a: b}\n",
     );
-    std::thread::sleep(Duration::from_millis(800));
+    let added = wait_for("late ", &mut text);
     let _ = child.kill();
-    let out = child.wait_with_output().expect("output");
-    let text = stdout(&out);
-    assert!(
-        text.lines().any(|l| l.starts_with("cfg ")),
-        "initial list printed:\n{text}"
-    );
-    assert!(
-        text.lines().any(|l| l.starts_with("late ")),
-        "the ADDED event is printed:\n{text}"
-    );
+    let _ = child.wait();
+    assert!(added, "the ADDED event is printed:\n{text}");
 }
 
 #[test]

@@ -157,6 +157,32 @@ fn cm_value(e: &Env, name: &str) -> Option<String> {
     e.try_kubectl(&["get", "cm", name, "-n", "web", "-o", "jsonpath={.data.key}"])
 }
 
+/// `status.reconciledAt` (whole seconds) of Application `name`.
+fn reconciled_at(e: &Env, name: &str) -> Option<String> {
+    e.app(name)["status"]["reconciledAt"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Ask for a refresh of `name` and wait until a controller has reconciled it (a
+/// requested refresh always writes `reconciledAt`): proof that a controller was at
+/// work before a test checks that nothing happened.
+fn refreshed(e: &Env, name: &str) {
+    let before = reconciled_at(e, name);
+    std::thread::sleep(Duration::from_millis(1100)); // reconciledAt has whole seconds
+    let out = e.capstan(&["refresh", name, "-n", "apps"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    e.eventually(
+        &format!("{name} reconciled after a refresh"),
+        Duration::from_secs(20),
+        || reconciled_at(e, name) != before,
+    );
+}
+
 fn cond<'a>(app: &'a Value, ty: &str) -> Option<&'a Value> {
     app.pointer("/status/conditions")?
         .as_array()?
@@ -376,7 +402,8 @@ fn the_emergency_stop_blocks_syncs_survives_a_restart_and_resume_catches_up() {
     );
     drop(c);
     let _c = e.controller(&[]);
-    std::thread::sleep(Duration::from_secs(6));
+    // the new process reconciles under the stop, and applies nothing
+    refreshed(&e, "web");
     assert_eq!(
         cm_value(&e, "settings").as_deref(),
         Some("one"),
@@ -404,7 +431,12 @@ fn the_emergency_stop_blocks_syncs_survives_a_restart_and_resume_catches_up() {
         .filter_map(|r| r["action"].as_str())
         .filter(|a| *a != "sync")
         .collect();
-    assert_eq!(actions, ["stop", "resume"], "in the order they happened");
+    // (the refresh is the test's, asked after the restart to see the new process at work)
+    assert_eq!(
+        actions,
+        ["stop", "refresh", "resume"],
+        "in the order they happened"
+    );
     // ...and as Kubernetes Events, on the Application and on the stop switch.
     let described = e.kubectl(&["describe", "application", "web", "-n", "apps"]);
     assert!(
@@ -497,7 +529,8 @@ fn deleting_an_application_deletes_its_objects_only_with_the_finalizer() {
 
     // Without the finalizer: the Application goes, its objects stay (Argo CD's default).
     e.kubectl(&["delete", "application", "other", "-n", "apps"]);
-    std::thread::sleep(Duration::from_secs(2));
+    // the controller is at work meanwhile: the other Application is reconciled again
+    refreshed(&e, "web");
     assert!(
         e.try_kubectl(&["get", "cm", "other", "-n", "web"])
             .is_some()
@@ -1204,7 +1237,7 @@ fn a_restarted_controller_syncs_nothing_while_the_stop_is_on() {
     // restarts: each new process must read the switch before it reconciles anything
     for _ in 0..3 {
         let _c = e.controller(&[]);
-        std::thread::sleep(Duration::from_secs(3));
+        refreshed(&e, "web");
         assert!(
             cm_value(&e, "settings").is_none(),
             "nothing applied\n{}",
