@@ -523,7 +523,7 @@ fn get_watch_sees_an_added_object() {
         }
     });
     let mut text = String::new();
-    let mut wait_for = |prefix: &str, text: &mut String| {
+    let wait_for = |prefix: &str, text: &mut String| {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !text.lines().any(|l| l.starts_with(prefix)) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
