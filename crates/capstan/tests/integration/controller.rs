@@ -702,7 +702,8 @@ fn suspend_rollback_and_depends_on() {
         cond(&app, "AutomatedSyncDisabled").unwrap()["reason"],
         "RolledBack"
     );
-    std::thread::sleep(Duration::from_secs(4));
+    // reconciled again (a refresh compares with the branch's head), and still at v1
+    refreshed(&e, "web");
     assert_eq!(
         cm_value(&e, "web").as_deref(),
         Some("v1"),
