@@ -100,6 +100,26 @@ impl RenderCache {
         *used = tick;
         Some(objs.clone())
     }
+
+    /// Keep a render; over `limit` entries, evict the least recently used eighth at
+    /// once, so eviction stays cheap.
+    fn insert(&mut self, key: RenderKey, objs: Arc<Vec<DesiredObject>>, limit: usize) {
+        self.tick += 1;
+        self.entries.insert(key, (objs, self.tick));
+        if self.entries.len() <= limit {
+            return;
+        }
+        let mut ages: Vec<(u64, RenderKey)> = self
+            .entries
+            .iter()
+            .map(|(k, (_, t))| (*t, k.clone()))
+            .collect();
+        ages.sort_by_key(|(t, _)| *t);
+        let drop_n = (self.entries.len() - limit).max(limit / 8).min(ages.len());
+        for (_, k) in ages.into_iter().take(drop_n) {
+            self.entries.remove(&k);
+        }
+    }
 }
 
 impl Sources {
@@ -233,10 +253,11 @@ impl Sources {
             cache.in_flight.entry(key.clone()).or_default().clone()
         };
         let _rendering = in_flight.lock().await;
-        let done = {
-            let mut cache = self.renders.lock().unwrap_or_else(|p| p.into_inner());
-            cache.hit(&key)
-        };
+        let done = self
+            .renders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .hit(&key);
         if let Some(objs) = done {
             // rendered by the Application that held the lock
             self.count(|c| c.renders_cached += 1);
@@ -248,23 +269,7 @@ impl Sources {
         let mut cache = self.renders.lock().unwrap_or_else(|p| p.into_inner());
         cache.in_flight.remove(&key);
         let objs = result?;
-        cache.tick += 1;
-        let tick = cache.tick;
-        cache.entries.insert(key, (objs.clone(), tick));
-        let limit = self.opts.render_cache_entries;
-        if cache.entries.len() > limit {
-            // Evict the least recently used eighth at once, so eviction stays cheap.
-            let mut ages: Vec<(u64, RenderKey)> = cache
-                .entries
-                .iter()
-                .map(|(k, (_, t))| (*t, k.clone()))
-                .collect();
-            ages.sort_by_key(|(t, _)| *t);
-            let drop_n = (cache.entries.len() - limit).max(limit / 8).min(ages.len());
-            for (_, k) in ages.into_iter().take(drop_n) {
-                cache.entries.remove(&k);
-            }
-        }
+        cache.insert(key, objs.clone(), self.opts.render_cache_entries);
         Ok(objs)
     }
 

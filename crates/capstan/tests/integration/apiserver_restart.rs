@@ -36,6 +36,16 @@ pub(super) fn start(data: &Path, kubeconfig: &Path) -> Child {
 }
 
 fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    try_kubectl(kubeconfig, home, args, stdin).unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
+}
+
+/// `kubectl` against `kubeconfig` with `home` for its cache: stdout, or stderr on failure.
+pub(super) fn try_kubectl(
+    kubeconfig: &Path,
+    home: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String, String> {
     use std::io::Write;
     let mut child = Command::new("kubectl")
         .arg("--kubeconfig")
@@ -57,12 +67,11 @@ fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str], stdin: Option<&str>) -
         child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 #[test]

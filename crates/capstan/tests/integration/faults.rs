@@ -191,32 +191,7 @@ impl Bench {
 
     /// `kubectl`, once.
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-        use std::io::Write;
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(self.dir("home").join("cache"))
-            .args(args)
-            .env("HOME", self.dir("home"))
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl v1.32 must be on PATH");
-        if let Some(s) = stdin {
-            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        super::apiserver_restart::try_kubectl(&self.kubeconfig, &self.dir("home"), args, stdin)
     }
 
     /// `kubectl` until it succeeds (the server injects faults, or is coming back).
